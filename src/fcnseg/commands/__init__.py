@@ -1,0 +1,13 @@
+"""Sub-commands of the CLI; each module has ``add_parser(sub)`` and does the I/O for its task."""
+
+from __future__ import annotations
+
+import argparse
+
+from fcnseg.commands import demo
+
+
+def register_commands(sub: argparse._SubParsersAction) -> None:
+    """Add every sub-command's parser to ``sub``."""
+    for module in (demo,):
+        module.add_parser(sub)

@@ -1,0 +1,90 @@
+"""FCN-32s, FCN-16s and FCN-8s heads over a backbone that returns a dict of named features."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fcnseg.models.upsample import BilinearUpsample, bilinear_conv_transpose
+
+OUTPUT_STRIDE = 32  # inputs are padded to a multiple of this, so every skip aligns exactly
+
+
+class FCN(nn.Module):
+    """A fully convolutional network (Long, Shelhamer & Darrell, 2015).
+
+    Takes images ``(N, 3, H, W)`` with values in [0, 1] (normalisation is part of the model, taken
+    from the backbone's weights) and returns logits ``(N, num_classes, H, W)`` for any ``H, W >= 1``:
+    the input is padded bottom/right to a multiple of 32 and the logits are cropped back.
+
+    Args:
+        backbone: module returning ``{"pool3": 1/8, "pool4": 1/16, "pool5": 1/32}`` features.
+        channels: channels of those features.
+        neck: module applied to ``pool5`` before ``score_fr`` (VGG's fc6/fc7), or None.
+        neck_channels: channels the neck outputs.
+        num_classes: number of classes scored.
+        variant: 32, 16 or 8 (the stride of the finest skip).
+        mean, std: per-channel input normalisation of the backbone's weights.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        channels: dict[str, int],
+        neck: nn.Module | None,
+        neck_channels: int,
+        num_classes: int,
+        variant: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ) -> None:
+        super().__init__()
+        if variant not in (8, 16, 32):
+            raise ValueError(f"variant must be 8, 16 or 32, got {variant}")
+        self.variant = variant
+        self.num_classes = num_classes
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+        self.backbone = backbone
+        self.neck = neck if neck is not None else nn.Identity()
+        # New score layers start at zero (the paper's recipe): an untrained skip adds nothing.
+        self.score_fr = _zero_conv(neck_channels, num_classes)
+        if variant <= 16:
+            self.score_pool4 = _zero_conv(channels["pool4"], num_classes)
+            self.upscore2 = bilinear_conv_transpose(num_classes, 2)  # learnable
+        if variant == 8:
+            self.score_pool3 = _zero_conv(channels["pool3"], num_classes)
+            self.upscore_pool4 = bilinear_conv_transpose(num_classes, 2)  # learnable
+        self.upscore = BilinearUpsample(variant)  # final upsampling: fixed bilinear
+
+    def encode(self, image: Tensor) -> OrderedDict[str, Tensor]:
+        """Normalise, pad to a multiple of 32, run the backbone: ``{"pool3", "pool4", "pool5"}``."""
+        x = (image - self.mean) / self.std
+        h, w = image.shape[-2:]
+        pad_h, pad_w = -h % OUTPUT_STRIDE, -w % OUTPUT_STRIDE
+        # Zero after normalisation is the mean colour; padding bottom/right keeps pixel (0, 0) fixed.
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+        return self.backbone(x)
+
+    def decode(self, feats: dict[str, Tensor], size: tuple[int, int]) -> Tensor:
+        """Score and upsample features (``pool5`` or an already computed ``fc7``) to ``size``."""
+        top = feats["fc7"] if "fc7" in feats else self.neck(feats["pool5"])
+        h = self.score_fr(top)  # 1/32
+        if self.variant <= 16:
+            h = self.upscore2(h) + self.score_pool4(feats["pool4"])  # 1/16
+        if self.variant == 8:
+            h = self.upscore_pool4(h) + self.score_pool3(feats["pool3"])  # 1/8
+        return self.upscore(h, size)  # 1/1, cropped to the input size
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.decode(self.encode(image), (image.shape[-2], image.shape[-1]))
+
+
+def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv

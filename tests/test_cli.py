@@ -1,0 +1,25 @@
+"""The command line: help, and errors as one line with a non-zero exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from fcnseg.cli import main
+
+
+def test_help_lists_commands(capsys) -> None:
+    try:
+        main(["--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    out = capsys.readouterr().out
+    assert "Fully Convolutional Networks" in out and "demo" in out
+
+
+def test_python_dash_m_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fcnseg", "models"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["fcn16s_vgg16", "fcn32s_vgg16", "fcn8s_vgg16"]

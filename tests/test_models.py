@@ -1,0 +1,149 @@
+"""The model contract: registry, shapes for any input size, exact alignment, initialisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fcnseg.models import FCN, build_model, list_models
+from fcnseg.models.upsample import BilinearUpsample, bilinear_conv_transpose
+
+MODELS = list_models()
+
+
+def test_registry_lists_the_three_vgg16_fcns() -> None:
+    assert {"fcn32s_vgg16", "fcn16s_vgg16", "fcn8s_vgg16"} <= set(MODELS)
+
+
+def test_unknown_model_error_lists_the_choices() -> None:
+    with pytest.raises(ValueError, match="fcn8s_vgg16"):
+        build_model("fcn9s_vgg16", num_classes=3)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_contract_shape_backward_num_classes(name: str) -> None:
+    model = build_model(name, num_classes=4)
+    assert model.arch == {"name": name, "num_classes": 4}
+    # Give the zero-initialised score layer weights so gradients reach the trunk.
+    nn.init.normal_(model.score_fr.weight, std=0.01)
+    image = torch.rand(2, 3, 45, 70)
+    logits = model(image)
+    assert logits.shape == (2, 4, 45, 70)
+    F.cross_entropy(logits, torch.randint(0, 4, (2, 45, 70))).backward()
+    first_conv = model.backbone.body["0"].weight
+    assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
+    for layer in ("score_fr", "score_pool4", "score_pool3"):
+        if hasattr(model, layer):
+            assert getattr(model, layer).weight.grad.abs().sum() > 0, layer
+
+
+@pytest.fixture(scope="module")
+def fcn8s() -> FCN:
+    torch.manual_seed(0)
+    model = build_model("fcn8s_vgg16", num_classes=3).eval()
+    for layer in (model.score_fr, model.score_pool4, model.score_pool3):
+        nn.init.normal_(layer.weight, std=0.01)
+    return model
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 1, 1), (1, 3, 97, 131), (1, 3, 361, 479), (2, 3, 360, 480)])
+def test_any_input_size_gives_same_size_logits(fcn8s: FCN, shape: tuple[int, ...]) -> None:
+    with torch.no_grad():
+        logits = fcn8s(torch.rand(*shape))
+    assert logits.shape == (shape[0], 3, *shape[2:])
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_tiny_and_odd_sizes_for_every_model(name: str) -> None:
+    model = build_model(name, num_classes=2).eval()
+    with torch.no_grad():
+        for h, w in [(1, 1), (31, 33), (97, 131)]:
+            assert model(torch.rand(1, 3, h, w)).shape == (1, 2, h, w)
+
+
+def _symmetrise(model: nn.Module) -> None:
+    """Make every kernel left-right symmetric, so a centred network commutes with a flip."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+                m.weight.copy_((m.weight + m.weight.flip(-1)) / 2)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_skips_are_exactly_centred(name: str) -> None:
+    """With symmetric kernels, model(flip(x)) == flip(model(x)) only if no stage is off by a pixel."""
+    torch.manual_seed(1)
+    model = build_model(name, num_classes=3).double().eval()
+    for layer in ("score_fr", "score_pool4", "score_pool3"):
+        if hasattr(model, layer):
+            nn.init.normal_(getattr(model, layer).weight, std=0.1)
+    _symmetrise(model)
+    image = torch.rand(1, 3, 64, 96, dtype=torch.float64)
+    with torch.no_grad():
+        out = model(image)
+        out_flipped = model(image.flip(-1))
+    torch.testing.assert_close(out_flipped, out.flip(-1), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_odd_sizes_are_padded_not_resized(name: str) -> None:
+    """An odd-sized image is scored exactly as its mean-colour padding to 64x64, cropped back."""
+    torch.manual_seed(2)
+    model = build_model(name, num_classes=3).double().eval()
+    for layer in ("score_fr", "score_pool4", "score_pool3"):
+        if hasattr(model, layer):
+            nn.init.normal_(getattr(model, layer).weight, std=0.1)
+    image = torch.rand(1, 3, 37, 45, dtype=torch.float64)
+    padded = model.mean.expand(1, 3, 64, 64).clone()
+    padded[..., :37, :45] = image
+    with torch.no_grad():
+        out = model(image)
+        out_padded = model(padded)
+    torch.testing.assert_close(out_padded[..., :37, :45], out, rtol=1e-9, atol=1e-9)
+
+
+def test_score_layers_start_at_zero_and_upsamplers_as_specified(fcn8s: FCN) -> None:
+    model = build_model("fcn8s_vgg16", num_classes=5)
+    for layer in (model.score_fr, model.score_pool4, model.score_pool3):
+        assert layer.weight.abs().sum() == 0 and layer.bias.abs().sum() == 0
+    assert model.upscore2.weight.requires_grad and model.upscore_pool4.weight.requires_grad
+    # The final upsampling is fixed: it has no parameters at all.
+    assert list(model.upscore.parameters()) == []
+
+
+def test_untrained_skips_add_nothing() -> None:
+    """At initialisation FCN-8s is FCN-32s's coarse score upsampled: the zero skips are silent."""
+    torch.manual_seed(3)
+    model = build_model("fcn8s_vgg16", num_classes=3).eval()
+    nn.init.normal_(model.score_fr.weight, std=0.1)
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        feats = model.encode(image)
+        coarse = model.score_fr(model.neck(feats["pool5"]))
+        expected = model.upscore(model.upscore_pool4(model.upscore2(coarse)), (64, 64))
+        torch.testing.assert_close(model(image), expected)
+
+
+def test_bilinear_transpose_conv_doubles_an_image() -> None:
+    image = torch.rand(1, 3, 10, 14)
+    up = bilinear_conv_transpose(3, 2)
+    with torch.no_grad():
+        out = up(image)
+    assert out.shape == (1, 3, 20, 28)
+    ref = F.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False)
+    # Away from the border (where the transposed conv sees zero padding) they are identical.
+    torch.testing.assert_close(out[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1])
+
+
+@pytest.mark.parametrize("factor", [2, 8, 16, 32])
+def test_matrix_upsampling_equals_bilinear_transpose_conv(factor: int) -> None:
+    x = torch.rand(2, 4, 3, 5, dtype=torch.float64)
+    conv = bilinear_conv_transpose(4, factor).double()
+    with torch.no_grad():
+        ref = conv(x)
+    size = (3 * factor - 5, 5 * factor - 3)
+    out = BilinearUpsample(factor)(x, size)
+    torch.testing.assert_close(out, ref[..., : size[0], : size[1]])

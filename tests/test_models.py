@@ -48,7 +48,9 @@ def fcn8s() -> FCN:
     return model
 
 
-@pytest.mark.parametrize("shape", [(1, 3, 1, 1), (1, 3, 97, 131), (1, 3, 361, 479), (2, 3, 360, 480)])
+@pytest.mark.parametrize(
+    "shape", [(1, 3, 1, 1), (1, 3, 97, 131), (1, 3, 361, 479), (2, 3, 360, 480)]
+)
 def test_any_input_size_gives_same_size_logits(fcn8s: FCN, shape: tuple[int, ...]) -> None:
     with torch.no_grad():
         logits = fcn8s(torch.rand(*shape))

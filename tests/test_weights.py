@@ -73,7 +73,9 @@ def test_garbage_file(tmp_path: Path) -> None:
 def test_other_architecture_names_the_wrong_keys(tmp_path: Path) -> None:
     path = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), path)
-    with pytest.raises(WeightsError, match=r"missing keys features\.0\.weight.*unexpected keys conv1"):
+    with pytest.raises(
+        WeightsError, match=r"missing keys features\.0\.weight.*unexpected keys conv1"
+    ):
         build_model("fcn8s_vgg16", num_classes=3, weights_backbone=path)
 
 

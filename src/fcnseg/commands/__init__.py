@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from fcnseg.commands import demo
+from fcnseg.commands import demo, verify_data
 
 
 def register_commands(sub: argparse._SubParsersAction) -> None:
     """Add every sub-command's parser to ``sub``."""
-    for module in (demo,):
+    for module in (demo, verify_data):
         module.add_parser(sub)

@@ -83,7 +83,9 @@ def classifier_to_conv(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def features_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """The ``features.*`` tensors of a torchvision VGG16 state dict, keyed as in VGG16Backbone."""
-    return {"body." + k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    return {
+        "body." + k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")
+    }
 
 
 def expected_shapes() -> dict[str, tuple[int, ...]]:
@@ -96,7 +98,9 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
 def validate_state_dict(state: object, source: str) -> dict[str, Tensor]:
     """Check that ``state`` is a torchvision VGG16 state dict; raise WeightsError naming what is wrong."""
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise WeightsError(f"{source}: not a state dict of tensors (expected torchvision VGG16 format)")
+        raise WeightsError(
+            f"{source}: not a state dict of tensors (expected torchvision VGG16 format)"
+        )
     expected = expected_shapes()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected and not k.startswith("classifier.6.")]
@@ -148,7 +152,9 @@ def load_state_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """A torchvision-format VGG16 state dict from a file, loaded without unpickling code."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found (expected 'imagenet', 'none' or a path)")
+        raise WeightsError(
+            f"{path}: weights file not found (expected 'imagenet', 'none' or a path)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign/unsafe files
@@ -157,7 +163,9 @@ def load_state_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     return validate_state_dict(state, str(path))
 
 
-def resolve_vgg16_weights(weights_backbone: str | os.PathLike[str] | None) -> dict[str, Tensor] | None:
+def resolve_vgg16_weights(
+    weights_backbone: str | os.PathLike[str] | None,
+) -> dict[str, Tensor] | None:
     """``"imagenet"`` -> download/cache, ``None``/``"none"`` -> None (random init), else a file path."""
     if weights_backbone is None or str(weights_backbone).lower() == "none":
         return None

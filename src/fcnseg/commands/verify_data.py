@@ -1,0 +1,109 @@
+"""``fcnseg verify-data``: audit a dataset before any training."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections import defaultdict
+
+from fcnseg.data import median_frequency_weights, open_dataset, scan_split
+from fcnseg.data.scan import SplitScan
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify-data",
+        help="check every image/mask pair and print an audit of the dataset",
+        description="Check every image/mask pair of a dataset and print an audit: counts per "
+        "split, image sizes, class histogram (pixels and images per class), void share, "
+        "median-frequency class weights and files found in two splits. Exit 0 when the data "
+        "is usable; otherwise each bad file is listed on one line and the exit code is 1.",
+    )
+    p.add_argument("--data", required=True, help="dataset folder (dataset1 or generic layout)")
+    p.set_defaults(func=run)
+
+
+def _sha1(path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def format_audit(layout, scans: dict[str, SplitScan]) -> str:
+    """The audit table as text."""
+    info = layout.info
+    lines = [
+        f"{layout.root}: layout {layout.kind}, {info.num_classes} classes, "
+        f"ignore label {info.ignore_index}",
+        "",
+        f"{'split':<8}{'pairs':>7}{'skipped':>9}  image sizes (H x W: count)",
+    ]
+    for split, scan in scans.items():
+        sizes = ", ".join(f"{h}x{w}: {c}" for (h, w), c in scan.sizes.most_common(4))
+        more = f" (+{len(scan.sizes) - 4} more sizes)" if len(scan.sizes) > 4 else ""
+        lines.append(f"{split:<8}{len(scan.samples):>7}{len(scan.skipped):>9}  {sizes}{more}")
+    train = scans.get("train")
+    weights = median_frequency_weights(train) if train is not None else None
+    header = f"\n{'id':>3} {'class':<14}"
+    for split in scans:
+        header += f"{split + ' pixels':>15}{split + ' images':>15}"
+    if weights is not None:
+        header += f"{'median-freq w':>15}"
+    lines.append(header)
+    for c, name in enumerate([*info.class_names, "void (ignored)"]):
+        label = c if c < info.num_classes else info.ignore_index
+        row = f"{label:>3} {name:<14}"
+        for scan in scans.values():
+            share = scan.pixels[c] / max(1, scan.pixels.sum())
+            row += f"{share:>15.2%}"
+            row += f"{scan.images_per_class[c]:>15}" if c < info.num_classes else f"{'':>15}"
+        if weights is not None and c < info.num_classes:
+            row += f"{weights[c]:>15.3f}"
+        lines.append(row)
+    absent = [
+        info.class_names[c]
+        for c in range(info.num_classes)
+        if train is not None and train.pixels[c] == 0
+    ]
+    if absent:
+        lines.append(f"\nwarning: classes with no training pixels: {', '.join(absent)}")
+    return "\n".join(lines)
+
+
+def find_cross_split_duplicates(scans: dict[str, SplitScan]) -> list[str]:
+    """Images whose bytes appear in more than one split."""
+    where: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for split, scan in scans.items():
+        for sample in scan.samples:
+            where[_sha1(sample.image)].append((split, sample.image.name))
+    out = []
+    for places in where.values():
+        if len({s for s, _ in places}) > 1:
+            out.append(" = ".join(f"{s}/{n}" for s, n in places))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    layout = open_dataset(args.data)
+    scans = {
+        split: scan_split(samples, layout.info, skip_bad=True, keep=False, progress=split)
+        for split, samples in layout.splits.items()
+    }
+    print(format_audit(layout, scans))
+    dups = find_cross_split_duplicates(scans)
+    print(f"\nfiles in two splits: {len(dups)}")
+    for d in dups[:20]:
+        print(f"  {d}")
+    bad = [msg for scan in scans.values() for msg in scan.skipped]
+    for msg in bad:
+        print(f"error: {msg}", file=sys.stderr)
+    void = sum(s.pixels[-1] for s in scans.values()) / max(
+        1, sum(s.pixels.sum() for s in scans.values())
+    )
+    print(f"void share: {void:.2%}")
+    if bad:
+        print(f"NOT USABLE: {len(bad)} bad pair(s), listed above", file=sys.stderr)
+        return 1
+    if dups:
+        print("warning: the same image in two splits inflates validation scores")
+    print(f"OK: {sum(len(s.samples) for s in scans.values())} pairs usable")
+    return 0

@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 
 CLASSES = ["background", "disk", "box", "bar"]
-PALETTE = [[40, 40, 40], [220, 60, 60], [60, 200, 80], [70, 90, 230]]
+PALETTE = [[170, 170, 170], [220, 60, 60], [60, 200, 80], [70, 90, 230]]
 IGNORE = 255
 # Mean colour of each class in the images: distinct but noisy, so a model has to learn.
 _TINTS = np.array([[110, 110, 100], [190, 80, 70], [80, 170, 90], [80, 100, 190]], dtype=np.float32)

@@ -46,9 +46,22 @@ class VGG16Backbone(nn.Module):
         # make_layers(cfgs["D"]) is exactly how torchvision builds ``vgg16().features``; building
         # it directly skips allocating and initialising the 120M-parameter classifier.
         self.body = IntermediateLayerGetter(make_layers(cfgs["D"]), RETURN_LAYERS)
+        kaiming_init(self)
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         return self.body(x)
+
+
+def kaiming_init(module: nn.Module) -> None:
+    """torchvision's VGG initialisation for convolutions (He et al., fan-out), zero biases.
+
+    PyTorch's default conv init shrinks activations layer after layer; a randomly initialised
+    trunk must keep them at scale for its features to be of any use.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
 
 
 def make_fc_layers(dropout: float = 0.5) -> nn.Sequential:
@@ -56,7 +69,7 @@ def make_fc_layers(dropout: float = 0.5) -> nn.Sequential:
 
     fc6 pads by 3 so that an input of stride 32 keeps its size and alignment (no padding=100).
     """
-    return nn.Sequential(
+    fc = nn.Sequential(
         OrderedDict(
             fc6=nn.Conv2d(512, 4096, kernel_size=7, padding=3),
             relu6=nn.ReLU(inplace=True),
@@ -66,6 +79,8 @@ def make_fc_layers(dropout: float = 0.5) -> nn.Sequential:
             drop7=nn.Dropout(dropout),
         )
     )
+    kaiming_init(fc)
+    return fc
 
 
 def classifier_to_conv(state: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -1,0 +1,105 @@
+"""``fcnseg predict``: colour-coded predictions, raw label maps and overlays for any image size."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from fcnseg.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint
+from fcnseg.data.io import read_image, read_mask
+from fcnseg.data.layout import IMAGE_SUFFIXES, list_images
+from fcnseg.errors import DataError
+from fcnseg.inference import DEFAULT_OVERLAP, DEFAULT_TILE, pick_device, predict_labels
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="segment images: colour-coded prediction, label map and overlay per image",
+        description="Segment images of any size and format. For each input writes "
+        "{stem}_predict.png (colour-coded), {stem}_label.png (raw class ids, same HxW as the "
+        "input) and {stem}_overlay.png; with --truth, also {stem}_original.png, {stem}_true.png "
+        "and {stem}_triplet.png (original | truth | prediction with a legend). Images larger than "
+        "--tile in a side are processed in overlapping tiles, so memory is bounded by one tile.",
+    )
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by fcnseg train")
+    p.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--truth", help="folder of label masks named like the inputs (for triplets)")
+    p.add_argument(
+        "--tile", type=int, default=DEFAULT_TILE, help=f"tile size (default {DEFAULT_TILE})"
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=DEFAULT_OVERLAP,
+        help=f"tile overlap (default {DEFAULT_OVERLAP})",
+    )
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
+    p.set_defaults(func=run)
+
+
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given, folders expanded to their images; DataError for what does not exist."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files.extend(list_images(path))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    if not files:
+        raise DataError(
+            f"no images found in {', '.join(inputs)} ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    return files
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+
+
+def _find_truth(folder: Path, stem: str) -> Path | None:
+    for p in folder.glob(f"{stem}.*"):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            return p
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from fcnseg.viz import colorize, overlay, triplet_panel
+
+    ckpt = load_checkpoint(args.checkpoint)
+    model, info = model_from_checkpoint(ckpt, args.checkpoint)
+    model = model.to(pick_device(args.device)).eval()
+    files = collect_inputs(args.input)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    truth_dir = Path(args.truth) if args.truth else None
+    if truth_dir is not None and not truth_dir.is_dir():
+        raise DataError(f"{truth_dir}: truth folder not found")
+    for path in tqdm(files, desc="predicting", unit="image"):
+        rgb = read_image(path)
+        image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)
+        labels = predict_labels(model, image, tile=args.tile, overlap=args.overlap)
+        stem = path.stem
+        _save_png(colorize(labels, info), out / f"{stem}_predict.png")
+        _save_png(labels, out / f"{stem}_label.png")
+        _save_png(overlay(rgb, labels, info), out / f"{stem}_overlay.png")
+        if truth_dir is not None:
+            truth_path = _find_truth(truth_dir, stem)
+            if truth_path is None:
+                raise DataError(f"{path}: no mask named {stem}.* in {truth_dir}")
+            truth = read_mask(truth_path, info)
+            _save_png(rgb, out / f"{stem}_original.png")
+            _save_png(colorize(truth, info), out / f"{stem}_true.png")
+            triplet_panel([(rgb, truth, labels)], info, out / f"{stem}_triplet.png", title=stem)
+    print(f"{len(files)} image(s) -> {out}")
+    return 0

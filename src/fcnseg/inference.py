@@ -1,0 +1,62 @@
+"""Inference: labels for an image of any size, tiled when large so memory stays bounded."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+DEFAULT_TILE = 1024  # images with a side above this go through tiles
+DEFAULT_OVERLAP = 128
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, length - tile, step))
+    return [*starts, length - tile]
+
+
+@torch.no_grad()
+def predict_labels(
+    model: nn.Module,
+    image: Tensor,
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+) -> np.ndarray:
+    """Label map ``(H, W)`` uint8 for one image ``(3, H, W)`` float in [0, 1].
+
+    Images larger than ``tile`` in a side are cut into ``tile x tile`` windows overlapping by
+    ``overlap``; each window's labels are kept only in its central part (half the overlap from an
+    inner edge), so seams never come from a window's border. Peak memory is one window's
+    activations plus the ``H x W`` label map, whatever the image size.
+    """
+    device = next(model.parameters()).device
+    h, w = image.shape[-2:]
+    if h <= tile and w <= tile:
+        return model(image[None].to(device)).argmax(1)[0].to(torch.uint8).cpu().numpy()
+    labels = np.zeros((h, w), dtype=np.uint8)
+    half = overlap // 2
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    for y in ys:
+        for x in xs:
+            th, tw = min(tile, h), min(tile, w)
+            window = image[:, y : y + th, x : x + tw][None].to(device)
+            pred = model(window).argmax(1)[0].to(torch.uint8).cpu().numpy()
+            # Keep the centre: drop half the overlap on every side that borders another tile.
+            top = 0 if y == ys[0] else half
+            left = 0 if x == xs[0] else half
+            bottom = th if y == ys[-1] else th - half
+            right = tw if x == xs[-1] else tw - half
+            labels[y + top : y + bottom, x + left : x + right] = pred[top:bottom, left:right]
+    return labels

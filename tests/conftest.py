@@ -35,3 +35,31 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     return tmp_path / "torch_home"
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    """A small synthetic dataset: 8 train, 4 val, 4 test images of 40x48."""
+    from fcnseg.data.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(
+        tmp_path / "data", counts={"train": 8, "val": 4, "test": 4}, size=(40, 48), seed=3
+    )
+
+
+def train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    """``fcnseg train`` arguments for a quick run from scratch (narrow fc6/fc7, no workers)."""
+    base = {
+        "--data": str(data),
+        "--out": str(out),
+        "--weights-backbone": "none",
+        "--fc-channels": "32",
+        "--epochs": "2",
+        "--batch-size": "4",
+        "--workers": "0",
+        "--num-vis": "1",
+        "--optimizer": "adamw",
+        "--lr": "0.001",
+    }
+    flags = dict(zip(extra[::2], extra[1::2], strict=True))
+    return ["train", *[x for k, v in {**base, **flags}.items() for x in (k, v)]]

@@ -23,3 +23,19 @@ def test_python_dash_m_runs() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["fcn16s_vgg16", "fcn32s_vgg16", "fcn8s_vgg16"]
+
+
+def test_demo_runs_the_whole_pipeline(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "1", "--train-images", "16"]) == 0
+    text = capsys.readouterr().out
+    assert "test mean IU" in text
+    for name in (
+        "run/checkpoint_best.pt",
+        "run/metrics.csv",
+        "run/curves.png",
+        "eval/confusion_matrix.png",
+        "predict/test_000_triplet.png",
+        "test_metrics.json",
+    ):
+        assert (out / name).is_file(), name

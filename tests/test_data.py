@@ -146,7 +146,7 @@ def test_palette_and_16bit_masks_hold_ids(tmp_path: Path, data: Path) -> None:
 
 def test_rgb_masks_need_a_palette(tmp_path: Path, data: Path) -> None:
     info = open_dataset(data).info
-    colours = np.array([[[220, 60, 60], [40, 40, 40]]], np.uint8)
+    colours = np.array([[[220, 60, 60], [170, 170, 170]]], np.uint8)
     Image.fromarray(colours).save(tmp_path / "rgb.png")
     with pytest.raises(DataError, match=r"rgb\.png: mask is an RGB colour picture"):
         read_mask(tmp_path / "rgb.png", info)

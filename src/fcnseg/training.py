@@ -71,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "precision": "32",
     "num_vis": 4,
     "dropout": None,
+    "fc_channels": None,
 }
 OPTIMIZERS = ("sgd", "adamw")
 METRIC_COLUMNS = [
@@ -336,12 +337,14 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
             "or --batch-size 1"
         )
 
-    # Model, weights, freezing.
+    # Model, weights, freezing. Seeded, so that a new head starts the same on every rank and rerun.
+    seed_epoch(cfg["seed"], 0, 0)
     model = build_model(
         cfg["model"],
         num_classes=info.num_classes,
         weights_backbone=cfg["weights_backbone"],
         dropout=cfg["dropout"],
+        fc_channels=cfg["fc_channels"],
     )
     run_info = {
         "fcnseg_version": __version__,

@@ -106,6 +106,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", help="auto | ddp | ddp_spawn ... (Lightning Fabric; default auto)")
     p.add_argument("--precision", choices=("32", "bf16-mixed", "16-mixed"), help="(default 32)")
     p.add_argument("--num-vis", type=int, help="validation images drawn each epoch (default 4)")
+    p.add_argument(
+        "--fc-channels",
+        type=int,
+        help="fc6/fc7 width (4096, needed for VGG16's own fc weights; smaller only from scratch)",
+    )
     p.set_defaults(func=run)
 
 

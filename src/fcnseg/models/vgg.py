@@ -64,17 +64,18 @@ def kaiming_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def make_fc_layers(dropout: float = 0.5) -> nn.Sequential:
-    """fc6 (7x7, 512->4096) and fc7 (1x1, 4096->4096) as convolutions, ReLU and dropout as in the paper.
+def make_fc_layers(dropout: float = 0.5, channels: int = 4096) -> nn.Sequential:
+    """fc6 (7x7, 512->4096) and fc7 (1x1, 4096->4096) as convolutions, ReLU and dropout as in the
+    paper (``channels`` other than 4096 only for models trained from scratch).
 
     fc6 pads by 3 so that an input of stride 32 keeps its size and alignment (no padding=100).
     """
     fc = nn.Sequential(
         OrderedDict(
-            fc6=nn.Conv2d(512, 4096, kernel_size=7, padding=3),
+            fc6=nn.Conv2d(512, channels, kernel_size=7, padding=3),
             relu6=nn.ReLU(inplace=True),
             drop6=nn.Dropout(dropout),
-            fc7=nn.Conv2d(4096, 4096, kernel_size=1),
+            fc7=nn.Conv2d(channels, channels, kernel_size=1),
             relu7=nn.ReLU(inplace=True),
             drop7=nn.Dropout(dropout),
         )

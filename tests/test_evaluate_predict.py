@@ -1,0 +1,200 @@
+"""evaluate and predict on a checkpoint from fcnseg train; tiling; bad inputs."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import train_args
+from PIL import Image
+from torch import nn
+
+from fcnseg.cli import main
+from fcnseg.inference import predict_labels
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from fcnseg.data.synthetic import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("trained")
+    data = make_synthetic_dataset(
+        root / "data", counts={"train": 8, "val": 4, "test": 4}, size=(40, 48), seed=5
+    )
+    assert main(train_args(data, root / "run", "--epochs", "1")) == 0
+    return data, root / "run" / "checkpoint_best.pt"
+
+
+def test_evaluate_json_and_pictures(trained, tmp_path: Path, capsys) -> None:
+    data, ckpt = trained
+    out_json = tmp_path / "m.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                str(data),
+                "--json",
+                str(out_json),
+                "--out",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
+    m = json.loads(out_json.read_text())
+    assert set(m) == {"pixel_acc", "mean_acc", "mean_iu", "fw_iu", "per_class_iu", "num_images"}
+    assert m["num_images"] == 4 and all(
+        0 <= m[k] <= 1 for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
+    )
+    assert set(m["per_class_iu"]) == {"background", "disk", "box", "bar"}
+    for name in ("confusion_matrix.png", "per_class_iou.png", "worst_images.png"):
+        assert (tmp_path / "ev" / name).is_file()
+    assert "frequency-weighted IU" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 3), (97, 131)])
+def test_predict_any_size(trained, tmp_path: Path, size) -> None:
+    _, ckpt = trained
+    path = tmp_path / "in.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (*size, 3), dtype=np.uint8)).save(
+        path
+    )
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(ckpt),
+                "--input",
+                str(path),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
+    label = np.array(Image.open(tmp_path / "o" / "in_label.png"))
+    assert label.shape == size and label.max() < 4
+    assert np.array(Image.open(tmp_path / "o" / "in_predict.png")).shape == (*size, 3)
+    assert (tmp_path / "o" / "in_overlay.png").is_file()
+
+
+def test_predict_triplets_with_truth(trained, tmp_path: Path) -> None:
+    data, ckpt = trained
+    args = [
+        "predict",
+        "--checkpoint",
+        str(ckpt),
+        "--input",
+        str(data / "test" / "images"),
+        "--truth",
+        str(data / "test" / "masks"),
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(args) == 0
+    for suffix in ("original", "true", "predict", "triplet", "label", "overlay"):
+        assert (tmp_path / f"test_000_{suffix}.png").is_file(), suffix
+
+
+class PixelModel(nn.Module):
+    """A per-pixel 'model': its label is a function of the pixel alone, so tiling must not matter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x):
+        return torch.stack([x[:, 0], x[:, 1], x[:, 2]], 1) * self.w
+
+
+@pytest.mark.parametrize("shape", [(70, 90), (64, 200), (33, 33)])
+def test_tiled_prediction_equals_untiled(shape) -> None:
+    image = torch.rand(3, *shape)
+    model = PixelModel()
+    whole = predict_labels(model, image, tile=10_000)
+    tiled = predict_labels(model, image, tile=32, overlap=8)
+    np.testing.assert_array_equal(tiled, whole)
+
+
+def test_tiled_real_model_keeps_the_input_size(trained) -> None:
+    from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
+
+    model, _ = model_from_checkpoint(load_checkpoint(trained[1]))
+    image = torch.rand(3, 150, 170)
+    whole = predict_labels(model.eval(), image, tile=10_000)
+    tiled = predict_labels(model, image, tile=96, overlap=32)
+    assert tiled.shape == whole.shape == (150, 170)
+
+
+def test_bad_inputs_one_line_nonzero(trained, tmp_path: Path, capsys) -> None:
+    data, ckpt = trained
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    cases = {
+        "unreadable or truncated image": [
+            "predict",
+            "--checkpoint",
+            str(ckpt),
+            "--input",
+            str(bad),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        "no such file or folder": [
+            "predict",
+            "--checkpoint",
+            str(ckpt),
+            "--input",
+            str(tmp_path / "none.png"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    }
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, foreign)
+    cases["not an fcnseg checkpoint"] = [
+        "evaluate",
+        "--checkpoint",
+        str(foreign),
+        "--data",
+        str(data),
+    ]
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(ckpt.read_bytes()[:5000])
+    cases["not a readable fcnseg checkpoint"] = [
+        "evaluate",
+        "--checkpoint",
+        str(truncated),
+        "--data",
+        str(data),
+    ]
+    evil = tmp_path / "evil.pt"
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    evil.write_bytes(pickle.dumps({"format": "fcnseg-checkpoint", "x": Exploit()}))
+    cases["not a readable fcnseg checkpoint "] = [
+        "predict",
+        "--checkpoint",
+        str(evil),
+        "--input",
+        str(bad),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    for expected, argv in cases.items():
+        assert main(argv) == 2, expected
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fcnseg")]
+        assert len(err) == 1 and expected.strip() in err[0], (expected, err)
+    assert not marker.exists()

@@ -1,0 +1,243 @@
+"""fcnseg train: run folder, freeze modes, losses, cache, resume, NaN handling, staged training."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from conftest import train_args
+
+from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
+from fcnseg.cli import main
+from fcnseg.engine import NonFiniteLossError, train_one_epoch
+from fcnseg.freeze import apply_freeze, param_groups, train_mode
+from fcnseg.models import build_model
+from fcnseg.training import CollapseWatch
+
+
+def _rows(run: Path) -> list[dict]:
+    with (run / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("freeze", ["none", "features", "backbone"])
+def test_train_writes_the_whole_run_folder(tiny_data: Path, tmp_path: Path, freeze: str) -> None:
+    run = tmp_path / "run"
+    assert main(train_args(tiny_data, run, "--freeze", freeze)) == 0
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["freeze"] == freeze and cfg["seed"] == 0
+    assert len(cfg["run_info"]["backbone_sha256"]) == 64 and "git_hash" in cfg["run_info"]
+    rows = _rows(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert set(rows[0]) >= {
+        "epoch",
+        "train_loss",
+        "pixel_acc",
+        "mean_acc",
+        "mean_iu",
+        "fw_iu",
+        "epoch_time_s",
+    }
+    for name in (
+        "checkpoint_last.pt",
+        "checkpoint_best.pt",
+        "curves.png",
+        "img/epoch_001.png",
+        "img/epoch_002.png",
+    ):
+        assert (run / name).is_file(), name
+    ckpt = load_checkpoint(run / "checkpoint_last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["arch"] == {
+        "name": "fcn8s_vgg16",
+        "num_classes": 4,
+        "fc_channels": 32,
+    }
+    assert ckpt["dataset"]["class_names"] == ["background", "disk", "box", "bar"]
+    assert ckpt["dataset"]["ignore_index"] == 255 and len(ckpt["dataset"]["palette"]) == 4
+    model, info = model_from_checkpoint(ckpt)
+    assert model(torch.rand(1, 3, 33, 35)).shape == (1, 4, 33, 35)
+
+
+@pytest.mark.parametrize("loss", ["ce", "focal", "dice", "ce+dice", "seed"])
+def test_every_loss_trains(tiny_data: Path, tmp_path: Path, loss: str) -> None:
+    run = tmp_path / "run"
+    args = train_args(
+        tiny_data, run, "--loss", loss, "--epochs", "1", "--class-weights", "median-freq"
+    )
+    assert main(args) == 0
+    row = _rows(run)[0]
+    assert 0 <= float(row["mean_iu"]) <= 1 and float(row["train_loss"]) == float(row["train_loss"])
+
+
+def test_existing_run_is_not_overwritten(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(train_args(tiny_data, run, "--epochs", "1")) == 0
+    assert main(train_args(tiny_data, run, "--epochs", "1")) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_bad_data_stops_before_any_work(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    sorted((tiny_data / "train" / "masks").iterdir())[2].write_bytes(b"junk")
+    run = tmp_path / "run"
+    assert main(train_args(tiny_data, run)) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(err) == 1 and "train_002.png: unreadable or truncated image" in err[0]
+    assert not (run / "checkpoint_last.pt").exists()
+    assert main([*train_args(tiny_data, tmp_path / "run2"), "--skip-bad"]) == 0
+    assert "skipped 1 bad pair" in capsys.readouterr().out
+
+
+def test_feature_cache_gives_the_same_metrics(tiny_data: Path, tmp_path: Path) -> None:
+    common = ("--freeze", "backbone", "--augment", "none", "--lr-schedule", "constant")
+    assert main(train_args(tiny_data, tmp_path / "a", *common, "--feature-cache", "auto")) == 0
+    assert main(train_args(tiny_data, tmp_path / "b", *common, "--feature-cache", "off")) == 0
+    a, b = _rows(tmp_path / "a"), _rows(tmp_path / "b")
+    for ra, rb in zip(a, b, strict=True):
+        assert abs(float(ra["train_loss"]) - float(rb["train_loss"])) < 1e-3
+        assert abs(float(ra["mean_iu"]) - float(rb["mean_iu"])) < 0.01
+
+
+def test_frozen_means_no_grad_eval_mode_and_no_optimizer_state() -> None:
+    model = build_model("fcn8s_vgg16", num_classes=3, fc_channels=16)
+    apply_freeze(model, "features")
+    train_mode(model, "features")
+    trunk = list(model.backbone.parameters())
+    assert all(not p.requires_grad for p in trunk)
+    assert not model.backbone.training and model.neck.training and model.training
+    optimizer = torch.optim.SGD(param_groups(model, 0.1, 1.0), lr=0.1, momentum=0.9)
+    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert not in_optimizer & {id(p) for p in trunk}
+    before = [p.detach().clone() for p in trunk]
+    torch.nn.init.normal_(model.score_fr.weight, std=0.1)
+    loss = F.cross_entropy(model(torch.rand(2, 3, 32, 32)), torch.randint(0, 3, (2, 32, 32)))
+    loss.backward()
+    optimizer.step()
+    assert all(p.grad is None for p in trunk)
+    assert all(torch.equal(a, p) for a, p in zip(before, trunk, strict=True))
+    assert len(optimizer.state) > 0 and not set(map(id, optimizer.state)) & {id(p) for p in trunk}
+
+
+def test_unfreeze_at_fine_tunes_the_trunk(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(train_args(tiny_data, run, "--freeze", "backbone", "--unfreeze-at", "2")) == 0
+    ckpt = load_checkpoint(run / "checkpoint_last.pt")
+    assert [g["name"] for g in ckpt["optimizer"]["param_groups"]] == ["head", "backbone"]
+    first = yaml.safe_load((run / "config.yaml").read_text())
+    assert first["unfreeze_at"] == 2
+
+
+def test_init_from_copies_matching_layers(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    run32 = tmp_path / "fcn32s"
+    assert main(train_args(tiny_data, run32, "--model", "fcn32s_vgg16", "--epochs", "1")) == 0
+    run16 = tmp_path / "fcn16s"
+    ckpt32 = run32 / "checkpoint_last.pt"
+    args = train_args(
+        tiny_data,
+        run16,
+        "--model",
+        "fcn16s_vgg16",
+        "--epochs",
+        "1",
+        "--init-from",
+        str(ckpt32),
+        "--lr",
+        "0",
+    )
+    assert main(args) == 0
+    assert "initialised" in capsys.readouterr().out
+    s32 = load_checkpoint(ckpt32)["model"]
+    s16 = load_checkpoint(run16 / "checkpoint_last.pt")["model"]
+    torch.testing.assert_close(s16["score_fr.weight"], s32["score_fr.weight"])
+    torch.testing.assert_close(s16["backbone.body.0.weight"], s32["backbone.body.0.weight"])
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    tiny_data, tmp_path, monkeypatch, capsys
+) -> None:
+    import fcnseg.training as training
+
+    real = training.build_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        fn = real(*args, **kwargs)
+
+        def loss(x, y):
+            calls["n"] += 1
+            out = fn(x, y)
+            return out * float("nan") if calls["n"] > 2 else out
+
+        return loss
+
+    monkeypatch.setattr(training, "build_loss", poisoned)
+    run = tmp_path / "run"
+    assert main(train_args(tiny_data, run, "--epochs", "3")) == 2
+    assert "loss became nan" in capsys.readouterr().err
+    assert load_checkpoint(run / "checkpoint_last.pt")["epoch"] == 1
+
+
+def test_engine_refuses_nan_before_updating() -> None:
+    w = torch.nn.Parameter(torch.ones(1))
+    opt = torch.optim.SGD([w], lr=1.0)
+    with pytest.raises(NonFiniteLossError):
+        train_one_epoch(
+            lambda b: (w * b, b), [torch.ones(1)], opt, lambda x, y: (x * float("inf")).sum()
+        )
+    assert w.item() == 1.0
+
+
+def test_collapse_watch() -> None:
+    watch = CollapseWatch(("a", "b", "c"), patience=2)
+    collapsed = torch.tensor([[5, 0, 0], [3, 0, 0], [2, 0, 0]]).numpy()
+    assert any("predictions use only 1 class" in m for m in watch.check(collapsed))
+    assert any("never predicted for 2 epochs: b, c" in m for m in watch.check(collapsed))
+    healthy = torch.tensor([[5, 1, 0], [0, 3, 0], [0, 1, 2]]).numpy()
+    assert watch.check(healthy) == []
+
+
+def _train_cmd(data: Path, run: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "fcnseg",
+        *train_args(data, run, "--epochs", "4", "--lr-schedule", "poly", *extra),
+    ]
+
+
+def test_resume_after_kill_gives_identical_metrics(tiny_data: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(_train_cmd(tiny_data, straight), check=True, capture_output=True, env=env)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _train_cmd(tiny_data, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (killed / "metrics.csv").is_file() and len(_rows(killed)) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(_rows(killed))
+    assert 2 <= done < 4, "the run should have been killed mid-way"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "fcnseg", "train", "--resume", str(killed)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    keys = ("epoch", "train_loss", "pixel_acc", "mean_acc", "mean_iu", "fw_iu", "lr")
+    assert [{k: r[k] for k in keys} for r in _rows(killed)] == [
+        {k: r[k] for k in keys} for r in _rows(straight)
+    ]

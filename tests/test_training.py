@@ -241,3 +241,35 @@ def test_resume_after_kill_gives_identical_metrics(tiny_data: Path, tmp_path: Pa
     assert [{k: r[k] for k in keys} for r in _rows(killed)] == [
         {k: r[k] for k in keys} for r in _rows(straight)
     ]
+
+
+def test_ddp_two_processes_on_cpu(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ddp"
+    argv = train_args(
+        tiny_data,
+        run,
+        "--batch-size",
+        "2",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp_spawn",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "fcnseg", *argv], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "device cpu x2" in proc.stdout
+    assert [int(r["epoch"]) for r in _rows(run)] == [1, 2]
+    assert load_checkpoint(run / "checkpoint_last.pt")["epoch"] == 2
+
+
+def test_seed_config_reproduces_the_classic_recipe_and_flags_win() -> None:
+    from fcnseg.training import resolve_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "seed.yaml"
+    cfg = resolve_config({"data": "d", "out": "o", "epochs": 3}, str(path))
+    assert (cfg["freeze"], cfg["batch_size"], cfg["lr"], cfg["momentum"]) == ("features", 20, 1e-4, 0.9)
+    assert (cfg["weight_decay"], cfg["loss"], cfg["epochs"]) == (1e-5, "seed", 3)

@@ -388,7 +388,8 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
     net = model.module if hasattr(model, "module") else model
     while hasattr(net, "module"):
         net = net.module
-    fabric.mark_forward_method(model, "decode") if hasattr(fabric, "mark_forward_method") else None
+    if hasattr(model, "mark_forward_method"):  # decode() runs through DDP when features are cached
+        model.mark_forward_method("decode")
 
     train_ds = SegmentationDataset(
         train_scan.samples,

@@ -99,7 +99,7 @@ def confusion_plot(cm: np.ndarray, info: DatasetInfo, path: str | Path) -> None:
     cm = np.asarray(cm, dtype=np.float64)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     n = len(info.class_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.55 * n), max(4.0, 0.8 + 0.5 * n)))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), info.class_names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(n), info.class_names, fontsize=8)

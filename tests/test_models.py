@@ -11,10 +11,21 @@ from fcnseg.models import FCN, build_model, list_models
 from fcnseg.models.upsample import BilinearUpsample, bilinear_conv_transpose
 
 MODELS = list_models()
+VGG_MODELS = [m for m in MODELS if m.endswith("_vgg16")]
+SCORES = ("score_fr", "score_pool4", "score_pool3", "score_pool2")
 
 
-def test_registry_lists_the_three_vgg16_fcns() -> None:
+def score_conv(model: nn.Module, name: str) -> nn.Conv2d | None:
+    """The zero-initialised 1x1 scoring conv of a score layer (plain, or ending a small head)."""
+    layer = getattr(model, name, None)
+    return getattr(layer, "score", layer)
+
+
+def test_registry_lists_the_vgg16_fcns_and_other_backbones() -> None:
     assert {"fcn32s_vgg16", "fcn16s_vgg16", "fcn8s_vgg16"} <= set(MODELS)
+    assert {"fcn8s_resnet50", "fcn8s_efficientnet_lite0", "fcn8s_mobilenetv3_large_100"} <= set(
+        MODELS
+    )
 
 
 def test_unknown_model_error_lists_the_choices() -> None:
@@ -27,16 +38,16 @@ def test_contract_shape_backward_num_classes(name: str) -> None:
     model = build_model(name, num_classes=4)
     assert model.arch == {"name": name, "num_classes": 4}
     # Give the zero-initialised score layer weights so gradients reach the trunk.
-    nn.init.normal_(model.score_fr.weight, std=0.01)
+    nn.init.normal_(score_conv(model, "score_fr").weight, std=0.01)
     image = torch.rand(2, 3, 45, 70)
     logits = model(image)
     assert logits.shape == (2, 4, 45, 70)
     F.cross_entropy(logits, torch.randint(0, 4, (2, 45, 70))).backward()
-    first_conv = model.backbone.body["0"].weight
+    first_conv = next(model.backbone.parameters())
     assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
-    for layer in ("score_fr", "score_pool4", "score_pool3"):
+    for layer in SCORES:
         if hasattr(model, layer):
-            assert getattr(model, layer).weight.grad.abs().sum() > 0, layer
+            assert score_conv(model, layer).weight.grad.abs().sum() > 0, layer
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +85,14 @@ def _symmetrise(model: nn.Module) -> None:
                 m.weight.copy_((m.weight + m.weight.flip(-1)) / 2)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", VGG_MODELS)
 def test_skips_are_exactly_centred(name: str) -> None:
     """With symmetric kernels, model(flip(x)) == flip(model(x)) only if no stage is off by a pixel."""
     torch.manual_seed(1)
     model = build_model(name, num_classes=3).double().eval()
-    for layer in ("score_fr", "score_pool4", "score_pool3"):
+    for layer in SCORES:
         if hasattr(model, layer):
-            nn.init.normal_(getattr(model, layer).weight, std=0.1)
+            nn.init.normal_(score_conv(model, layer).weight, std=0.1)
     _symmetrise(model)
     image = torch.rand(1, 3, 64, 96, dtype=torch.float64)
     with torch.no_grad():
@@ -95,9 +106,9 @@ def test_odd_sizes_are_padded_not_resized(name: str) -> None:
     """An odd-sized image is scored exactly as its mean-colour padding to 64x64, cropped back."""
     torch.manual_seed(2)
     model = build_model(name, num_classes=3).double().eval()
-    for layer in ("score_fr", "score_pool4", "score_pool3"):
+    for layer in SCORES:
         if hasattr(model, layer):
-            nn.init.normal_(getattr(model, layer).weight, std=0.1)
+            nn.init.normal_(score_conv(model, layer).weight, std=0.1)
     image = torch.rand(1, 3, 37, 45, dtype=torch.float64)
     padded = model.mean.expand(1, 3, 64, 64).clone()
     padded[..., :37, :45] = image

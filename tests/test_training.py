@@ -271,5 +271,10 @@ def test_seed_config_reproduces_the_classic_recipe_and_flags_win() -> None:
 
     path = Path(__file__).resolve().parents[1] / "configs" / "seed.yaml"
     cfg = resolve_config({"data": "d", "out": "o", "epochs": 3}, str(path))
-    assert (cfg["freeze"], cfg["batch_size"], cfg["lr"], cfg["momentum"]) == ("features", 20, 1e-4, 0.9)
+    assert (cfg["freeze"], cfg["batch_size"], cfg["lr"], cfg["momentum"]) == (
+        "features",
+        20,
+        1e-4,
+        0.9,
+    )
     assert (cfg["weight_decay"], cfg["loss"], cfg["epochs"]) == (1e-5, "seed", 3)

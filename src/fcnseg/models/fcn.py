@@ -26,8 +26,12 @@ class FCN(nn.Module):
         neck: module applied to ``pool5`` before ``score_fr`` (VGG's fc6/fc7), or None.
         neck_channels: channels the neck outputs.
         num_classes: number of classes scored.
-        variant: 32, 16 or 8 (the stride of the finest skip).
+        variant: 32, 16 or 8 (the stride of the finest skip of the paper's FCNs), or 4: FCN-8s
+            plus a stride-4 skip from ``pool2`` (for light backbones whose stride-4 features help).
         mean, std: per-channel input normalisation of the backbone's weights.
+        head_channels: None for the paper's 1x1 score layers; else each score layer is a 3x3 conv
+            of this width + BatchNorm + ReLU before its zero-initialised 1x1 scoring (a small
+            head that light backbones, with fewer channels than VGG, benefit from).
     """
 
     def __init__(
@@ -40,10 +44,11 @@ class FCN(nn.Module):
         variant: int,
         mean: tuple[float, ...],
         std: tuple[float, ...],
+        head_channels: int | None = None,
     ) -> None:
         super().__init__()
-        if variant not in (8, 16, 32):
-            raise ValueError(f"variant must be 8, 16 or 32, got {variant}")
+        if variant not in (4, 8, 16, 32):
+            raise ValueError(f"variant must be 4, 8, 16 or 32, got {variant}")
         self.variant = variant
         self.num_classes = num_classes
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
@@ -51,13 +56,16 @@ class FCN(nn.Module):
         self.backbone = backbone
         self.neck = neck if neck is not None else nn.Identity()
         # New score layers start at zero (the paper's recipe): an untrained skip adds nothing.
-        self.score_fr = _zero_conv(neck_channels, num_classes)
+        self.score_fr = _score(neck_channels, num_classes, head_channels)
         if variant <= 16:
-            self.score_pool4 = _zero_conv(channels["pool4"], num_classes)
+            self.score_pool4 = _score(channels["pool4"], num_classes, head_channels)
             self.upscore2 = bilinear_conv_transpose(num_classes, 2)  # learnable
-        if variant == 8:
-            self.score_pool3 = _zero_conv(channels["pool3"], num_classes)
+        if variant <= 8:
+            self.score_pool3 = _score(channels["pool3"], num_classes, head_channels)
             self.upscore_pool4 = bilinear_conv_transpose(num_classes, 2)  # learnable
+        if variant == 4:
+            self.score_pool2 = _score(channels["pool2"], num_classes, head_channels)
+            self.upscore_pool3 = bilinear_conv_transpose(num_classes, 2)  # learnable
         self.upscore = BilinearUpsample(variant)  # final upsampling: fixed bilinear
 
     def encode(self, image: Tensor) -> OrderedDict[str, Tensor]:
@@ -75,12 +83,27 @@ class FCN(nn.Module):
         h = self.score_fr(top)  # 1/32
         if self.variant <= 16:
             h = self.upscore2(h) + self.score_pool4(feats["pool4"])  # 1/16
-        if self.variant == 8:
+        if self.variant <= 8:
             h = self.upscore_pool4(h) + self.score_pool3(feats["pool3"])  # 1/8
+        if self.variant == 4:
+            h = self.upscore_pool3(h) + self.score_pool2(feats["pool2"])  # 1/4
         return self.upscore(h, size)  # 1/1, cropped to the input size
 
     def forward(self, image: Tensor) -> Tensor:
         return self.decode(self.encode(image), (image.shape[-2], image.shape[-1]))
+
+
+def _score(in_channels: int, num_classes: int, head_channels: int | None) -> nn.Module:
+    if head_channels is None:
+        return _zero_conv(in_channels, num_classes)
+    return nn.Sequential(
+        OrderedDict(
+            conv=nn.Conv2d(in_channels, head_channels, 3, padding=1, bias=False),
+            bn=nn.BatchNorm2d(head_channels),
+            relu=nn.ReLU(inplace=True),
+            score=_zero_conv(head_channels, num_classes),
+        )
+    )
 
 
 def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:

@@ -82,3 +82,20 @@ def test_freezing_a_timm_backbone_keeps_batchnorm_statistics(mode: str) -> None:
     assert torch.equal(bn.running_mean, before)  # eval mode: statistics untouched
     head_bn = model.score_fr.bn
     assert head_bn.training  # the head's own BatchNorm still learns
+
+
+def test_static_same_padding_equals_timm_dynamic_padding() -> None:
+    import timm
+
+    from fcnseg.models.timm_backbones import TimmBackbone
+
+    dynamic = timm.create_model(
+        "tf_efficientnet_lite0", features_only=True, out_indices=(1, 2, 3, 4)
+    ).eval()
+    fixed = TimmBackbone("tf_efficientnet_lite0").eval()
+    fixed.body.load_state_dict(dynamic.state_dict())
+    assert sum(type(m).__name__ == "StaticSameConv2d" for m in fixed.modules()) == 5
+    x = torch.rand(2, 3, 96, 160)  # FCN inputs are always multiples of 32
+    with torch.no_grad():
+        for a, b in zip(dynamic(x), fixed(x).values(), strict=True):
+            torch.testing.assert_close(a, b)

@@ -198,3 +198,28 @@ def test_bad_inputs_one_line_nonzero(trained, tmp_path: Path, capsys) -> None:
         err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fcnseg")]
         assert len(err) == 1 and expected.strip() in err[0], (expected, err)
     assert not marker.exists()
+
+
+def test_export_onnx_matches_pytorch_at_odd_sizes(trained, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("onnxruntime")
+    _, ckpt = trained
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "max |diff|" in line]
+    assert len(lines) == 2 and "97x131" in lines[0]
+    assert all(float(line.rsplit("=", 1)[1]) < 1e-4 for line in lines)
+
+
+def test_export_lite0_with_dynamic_sizes(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from fcnseg.export import check_onnx, export_onnx
+    from fcnseg.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("fcn8s_efficientnet_lite0", num_classes=5).eval()
+    for name, p in model.named_parameters():
+        if "score" in name and p.ndim == 4:
+            nn.init.normal_(p, std=0.1)
+    export_onnx(model, tmp_path / "lite0.onnx")
+    for shape in [(1, 3, 1, 1), (2, 3, 61, 47), (1, 3, 360, 480)]:
+        assert check_onnx(model, tmp_path / "lite0.onnx", shape) < 1e-3

@@ -72,7 +72,9 @@ class FCN(nn.Module):
         """Normalise, pad to a multiple of 32, run the backbone: ``{"pool3", "pool4", "pool5"}``."""
         x = (image - self.mean) / self.std
         h, w = image.shape[-2:]
-        pad_h, pad_w = -h % OUTPUT_STRIDE, -w % OUTPUT_STRIDE
+        # Written as 32 * ceil(h / 32) - h so that symbolic shapes (export) stay simple multiples.
+        pad_h = OUTPUT_STRIDE * ((h + OUTPUT_STRIDE - 1) // OUTPUT_STRIDE) - h
+        pad_w = OUTPUT_STRIDE * ((w + OUTPUT_STRIDE - 1) // OUTPUT_STRIDE) - w
         # Zero after normalisation is the mean colour; padding bottom/right keeps pixel (0, 0) fixed.
         x = F.pad(x, (0, pad_w, 0, pad_h))
         return self.backbone(x)

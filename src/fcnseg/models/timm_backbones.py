@@ -13,11 +13,58 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fcnseg.errors import WeightsError
 
 STRIDE_NAMES = {4: "pool2", 8: "pool3", 16: "pool4", 32: "pool5"}
+
+
+class StaticSameConv2d(nn.Conv2d):
+    """TF "same" padding fixed in advance, exact for inputs divisible by the stride.
+
+    TF-ported timm models pad each strided conv by an amount computed from the input size at run
+    time; for a size divisible by the stride that amount is the constant ``k - s``. FCN inputs are
+    padded to a multiple of 32, so every strided conv sees such sizes: fixing the padding is
+    exact, a little faster, and keeps exported graphs free of size arithmetic.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=0,
+            dilation=conv.dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
+        )
+        self.load_state_dict(conv.state_dict())
+        pads = []
+        for k, st, d in zip(self.kernel_size, self.stride, self.dilation, strict=True):
+            total = max((k - 1) * d + 1 - st, 0)
+            pads.append((total // 2, total - total // 2))
+        (top, bottom), (left, right) = pads
+        self.pad = (left, right, top, bottom)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(F.pad(x, self.pad))
+
+
+def fix_same_padding(module: nn.Module) -> int:
+    """Replace timm's dynamic ``Conv2dSame`` layers by :class:`StaticSameConv2d`; returns the count."""
+    from timm.layers import Conv2dSame
+
+    count = 0
+    for name, child in list(module.named_children()):
+        if isinstance(child, Conv2dSame):
+            setattr(module, name, StaticSameConv2d(child))
+            count += 1
+        else:
+            count += fix_same_padding(child)
+    return count
 
 
 class TimmBackbone(nn.Module):
@@ -38,6 +85,7 @@ class TimmBackbone(nn.Module):
                 f"cannot get the ImageNet weights of timm model {timm_name!r} ({exc}); without a "
                 "network, pass a local timm state-dict file with --weights-backbone PATH"
             ) from exc
+        fix_same_padding(self.body)
         reductions = self.body.feature_info.reduction()
         if tuple(reductions) != (4, 8, 16, 32):
             raise ValueError(f"{timm_name}: feature strides {reductions}, expected 4, 8, 16, 32")

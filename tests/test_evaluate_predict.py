@@ -223,3 +223,34 @@ def test_export_lite0_with_dynamic_sizes(tmp_path: Path) -> None:
     export_onnx(model, tmp_path / "lite0.onnx")
     for shape in [(1, 3, 1, 1), (2, 3, 61, 47), (1, 3, 360, 480)]:
         assert check_onnx(model, tmp_path / "lite0.onnx", shape) < 1e-3
+
+
+def test_batched_and_bf16_prediction(trained, tmp_path: Path) -> None:
+    from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
+    from fcnseg.inference import autocast, predict_batch, prepare
+
+    model, _ = model_from_checkpoint(load_checkpoint(trained[1]))
+    model = prepare(model, torch.device("cpu"))
+    images = torch.rand(3, 3, 41, 53)
+    batched = predict_batch(model, images)
+    single = np.stack([predict_labels(model, im) for im in images])
+    np.testing.assert_array_equal(batched, single)
+    with autocast("bf16", torch.device("cpu")):
+        low = predict_batch(model, images)
+    assert low.shape == batched.shape and (low == batched).mean() > 0.9
+    data, ckpt = trained
+    args = [
+        "predict",
+        "--checkpoint",
+        str(ckpt),
+        "--input",
+        str(data / "test" / "images"),
+        "--out",
+        str(tmp_path),
+        "--precision",
+        "bf16",
+        "--batch-size",
+        "3",
+    ]
+    assert main(args) == 0
+    assert len(list(tmp_path.glob("*_label.png"))) == 4

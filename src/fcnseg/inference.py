@@ -17,6 +17,27 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def prepare(model: nn.Module, device: torch.device, channels_last: bool = True) -> nn.Module:
+    """Eval mode on ``device``; channels-last memory layout, which the CPU convolutions prefer."""
+    model = model.to(device).eval()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def autocast(precision: str, device: torch.device):
+    """A context for ``fp32`` (nothing) or ``bf16`` (autocast; needs CPU support, e.g. AVX512-BF16)."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+@torch.no_grad()
+def predict_batch(model: nn.Module, images: Tensor) -> np.ndarray:
+    """Label maps ``(N, H, W)`` uint8 for a batch of same-size images ``(N, 3, H, W)``."""
+    device = next(model.parameters()).device
+    x = images.to(device).contiguous(memory_format=torch.channels_last)
+    return model(x).argmax(1).to(torch.uint8).cpu().numpy()
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``."""
     if length <= tile:

@@ -441,7 +441,9 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
             f"feature cache: frozen {mode} outputs for {len(plain_train)} + {len(val_ds)} images, {mb:.0f} MiB, {time.perf_counter() - t0:.1f}s"
         )
 
-    vis_idx = list(range(min(cfg["num_vis"], len(val_ds))))
+    # Fixed validation images for the per-epoch pictures, spread over the split (not neighbours).
+    k = min(cfg["num_vis"], len(val_ds))
+    vis_idx = sorted({int(i) for i in np.linspace(0, len(val_ds) - 1, k).round()}) if k else []
     watch = CollapseWatch(info.class_names)
     say(
         f"training {cfg['model']} on {layout.root} ({len(train_ds)} train, {len(val_ds)} {val_split}), freeze={mode}, loss={cfg['loss']}, feature cache {'on' if use_cache else 'off'}, device {fabric.device} x{fabric.world_size}"

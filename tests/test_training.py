@@ -278,3 +278,40 @@ def test_seed_config_reproduces_the_classic_recipe_and_flags_win() -> None:
         0.9,
     )
     assert (cfg["weight_decay"], cfg["loss"], cfg["epochs"]) == (1e-5, "seed", 3)
+
+
+DATASET1 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dataset1"
+
+
+@pytest.fixture
+def small_dataset1(tmp_path: Path) -> Path:
+    """A few dataset1 pairs at reduced size, in dataset1's own layout."""
+    from PIL import Image
+
+    if not DATASET1.is_dir():
+        pytest.skip(f"dataset1 not found at {DATASET1}")
+    root = tmp_path / "dataset1_small"
+    for split, n in (("train", 6), ("test", 2)):
+        for kind, resample in (("images", Image.BILINEAR), ("annotations", Image.NEAREST)):
+            src = DATASET1 / f"{kind}_prepped_{split}"
+            dst = root / f"{kind}_prepped_{split}"
+            dst.mkdir(parents=True)
+            for path in sorted(src.iterdir())[:n]:
+                Image.open(path).resize((120, 90), resample).save(dst / path.name)
+    return root
+
+
+@pytest.mark.parametrize("freeze", ["none", "features", "backbone"])
+def test_train_on_a_small_copy_of_dataset1(
+    small_dataset1: Path, tmp_path: Path, freeze: str
+) -> None:
+    run = tmp_path / "run"
+    assert main(train_args(small_dataset1, run, "--freeze", freeze, "--batch-size", "3")) == 0
+    ckpt = load_checkpoint(run / "checkpoint_last.pt")
+    assert ckpt["dataset"]["name"] == "dataset1" and ckpt["dataset"]["ignore_index"] == 11
+    assert len(ckpt["dataset"]["class_names"]) == 11
+    assert (
+        yaml.safe_load((run / "config.yaml").read_text())["run_info"]["dataset"]["val_split"]
+        == "test"
+    )
+    assert (run / "img" / "epoch_002.png").is_file() and (run / "curves.png").is_file()

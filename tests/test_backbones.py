@@ -10,7 +10,8 @@ import torch
 from fcnseg.errors import WeightsError
 from fcnseg.freeze import apply_freeze, train_mode
 from fcnseg.models import build_model
-from fcnseg.models.timm_backbones import lite0_imagenet_file, lite0_to_timm, load_state_file
+from fcnseg.models.state_files import load_state_file
+from fcnseg.models.timm_backbones import lite0_imagenet_file, lite0_to_timm
 
 
 def test_lite0_key_mapping_reproduces_the_reference_imagenet_logits() -> None:

@@ -71,7 +71,8 @@ def fcn_timm(
     head_channels: int | None = None,
 ) -> FCN:
     """An FCN head over a timm backbone; ``imagenet`` weights come through timm's own mechanism."""
-    from fcnseg.models.timm_backbones import TimmBackbone, load_state_file
+    from fcnseg.models.state_files import load_state_file
+    from fcnseg.models.timm_backbones import TimmBackbone
 
     choice = None if weights_backbone is None else str(weights_backbone)
     pretrained = choice is not None and choice.lower() == "imagenet"
@@ -124,13 +125,13 @@ def fcn8s_efficientnet_lite0(
     + ReLU per level) and an extra stride-4 skip, which measured better on CamVid than plain 1x1
     score layers.
     """
+    from fcnseg.models.state_files import load_state_file
     from fcnseg.models.timm_backbones import (
         LITE0_MEAN,
         LITE0_STD,
         TimmBackbone,
         lite0_imagenet_file,
         lite0_to_timm,
-        load_state_file,
     )
 
     backbone = TimmBackbone("tf_efficientnet_lite0", pretrained=False)

@@ -7,12 +7,10 @@ the whole backbone.
 
 from __future__ import annotations
 
-import os
 import re
 from collections import OrderedDict
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -115,23 +113,6 @@ class TimmBackbone(nn.Module):
                 parts.append(f"wrong shapes {', '.join(wrong[:3])}")
             raise WeightsError(f"{source}: does not fit this backbone: {'; '.join(parts)}")
         self.body.load_state_dict({k: state[k] for k in own})
-
-
-def load_state_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """A state dict from a file, loaded with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(
-            f"{path}: weights file not found (expected 'imagenet', 'none' or a path)"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise WeightsError(f"{path}: cannot be read as a PyTorch state dict ({first})") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise WeightsError(f"{path}: not a state dict of tensors")
-    return state
 
 
 # EfficientNet-Lite0: the blocks per stage (as in the paper's table, depth multiplier 1.0).

@@ -15,6 +15,7 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.vgg import cfgs, make_layers
 
 from fcnseg.errors import WeightsError
+from fcnseg.models.state_files import load_state_file as read_state_file
 
 IMAGENET_WEIGHTS = VGG16_Weights.IMAGENET1K_V1
 # The one place the VGG16 input normalisation is defined: the weights' own preprocessing.
@@ -166,17 +167,7 @@ def load_imagenet_state() -> dict[str, Tensor]:
 
 def load_state_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """A torchvision-format VGG16 state dict from a file, loaded without unpickling code."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(
-            f"{path}: weights file not found (expected 'imagenet', 'none' or a path)"
-        )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated/foreign/unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: cannot be read as a PyTorch state dict ({first})") from exc
-    return validate_state_dict(state, str(path))
+    return validate_state_dict(read_state_file(path), str(path))
 
 
 def resolve_vgg16_weights(

@@ -62,18 +62,16 @@ def predict_labels(
     inner edge), so seams never come from a window's border. Peak memory is one window's
     activations plus the ``H x W`` label map, whatever the image size.
     """
-    device = next(model.parameters()).device
     h, w = image.shape[-2:]
     if h <= tile and w <= tile:
-        return model(image[None].to(device)).argmax(1)[0].to(torch.uint8).cpu().numpy()
+        return predict_batch(model, image[None])[0]
     labels = np.zeros((h, w), dtype=np.uint8)
     half = overlap // 2
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
     for y in ys:
         for x in xs:
             th, tw = min(tile, h), min(tile, w)
-            window = image[:, y : y + th, x : x + tw][None].to(device)
-            pred = model(window).argmax(1)[0].to(torch.uint8).cpu().numpy()
+            pred = predict_batch(model, image[None, :, y : y + th, x : x + tw])[0]
             # Keep the centre: drop half the overlap on every side that borders another tile.
             top = 0 if y == ys[0] else half
             left = 0 if x == xs[0] else half

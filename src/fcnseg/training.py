@@ -385,7 +385,7 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
     apply_freeze(model, mode)
     optimizer = _make_optimizer(cfg, param_groups(model, cfg["lr"], cfg["backbone_lr_mult"]))
     model, optimizer = fabric.setup(model, optimizer)
-    net = model.module if hasattr(model, "module") else model
+    net = model  # the bare FCN under Fabric's wrappers, for saving and direct calls
     while hasattr(net, "module"):
         net = net.module
     if hasattr(model, "mark_forward_method"):  # decode() runs through DDP when features are cached

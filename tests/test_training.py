@@ -19,9 +19,10 @@ from conftest import train_args
 from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
 from fcnseg.cli import main
 from fcnseg.engine import NonFiniteLossError, train_one_epoch
+from fcnseg.errors import FcnsegError
 from fcnseg.freeze import apply_freeze, param_groups, train_mode
 from fcnseg.models import build_model
-from fcnseg.training import CollapseWatch
+from fcnseg.training import CollapseWatch, resolve_config
 
 
 def _rows(run: Path) -> list[dict]:
@@ -124,6 +125,32 @@ def test_frozen_means_no_grad_eval_mode_and_no_optimizer_state() -> None:
     assert all(p.grad is None for p in trunk)
     assert all(torch.equal(a, p) for a, p in zip(before, trunk, strict=True))
     assert len(optimizer.state) > 0 and not set(map(id, optimizer.state)) & {id(p) for p in trunk}
+
+
+def test_norm_eval_keeps_pretrained_batchnorm_statistics() -> None:
+    model = build_model("fcn8s_resnet50", num_classes=3, weights_backbone="none")
+    apply_freeze(model, "none")
+    bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in bns]
+    x = torch.rand(2, 3, 64, 64) * 5
+    train_mode(model, "none", norm_eval=True)
+    assert model.backbone.training and not any(m.training for m in bns)
+    model(x).sum().backward()
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns, strict=True))
+    assert all(m.weight.grad is not None for m in bns)  # the affine part still learns
+    train_mode(model, "none")
+    model(x)
+    assert not all(torch.equal(b, m.running_mean) for b, m in zip(before, bns, strict=True))
+
+
+def test_scale_range_reaches_the_transform(tiny_data: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ("--augment", "full", "--crop-size", "32", "--scale-range", "0.8", "1.2")
+    assert main(train_args(tiny_data, run, *args, "--norm-eval")) == 0
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["scale_range"] == [0.8, 1.2] and cfg["norm_eval"] is True
+    with pytest.raises(FcnsegError, match="scale-range"):
+        resolve_config({"data": "d", "out": "o", "scale_range": [2.0, 1.0]}, None)
 
 
 def test_unfreeze_at_fine_tunes_the_trunk(tiny_data: Path, tmp_path: Path) -> None:

@@ -32,11 +32,22 @@ def apply_freeze(model: nn.Module, mode: str) -> None:
         p.requires_grad_(id(p) not in frozen)
 
 
-def train_mode(model: nn.Module, mode: str) -> None:
-    """``model.train()``, but frozen parts stay in eval mode."""
+def train_mode(model: nn.Module, mode: str, norm_eval: bool = False) -> None:
+    """``model.train()``, but frozen parts stay in eval mode.
+
+    With ``norm_eval`` the pretrained parts' normalisation layers also stay in eval mode while
+    they fine-tune: their running statistics keep the ImageNet values (their affine weights still
+    learn), as in mmsegmentation's ``norm_eval``. Small batches of crops otherwise replace those
+    statistics with noisy ones.
+    """
     model.train()
     for m in frozen_modules(model, mode):
         m.eval()
+    if norm_eval:
+        for part in (model.backbone, model.neck):
+            for m in part.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm | nn.GroupNorm | nn.LayerNorm):
+                    m.eval()
 
 
 def param_groups(model: nn.Module, lr: float, backbone_lr_mult: float) -> list[dict]:

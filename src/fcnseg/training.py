@@ -60,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "class_weights": "none",
     "augment": "flip",
     "crop_size": 320,
+    "scale_range": [0.5, 2.0],
+    "norm_eval": False,
     "feature_cache": "auto",
     "skip_bad": False,
     "seed": 0,
@@ -138,6 +140,17 @@ def validate_config(cfg: dict[str, Any]) -> None:
     for key in ("lr", "momentum", "weight_decay", "backbone_lr_mult"):
         if not isinstance(cfg[key], int | float) or cfg[key] < 0:
             raise FcnsegError(f"--{key.replace('_', '-')} must be a number >= 0, got {cfg[key]!r}")
+    sr = cfg["scale_range"]
+    if (
+        not isinstance(sr, list | tuple)
+        or len(sr) != 2
+        or not all(isinstance(v, int | float) for v in sr)
+        or not 0 < sr[0] <= sr[1]
+    ):
+        raise FcnsegError(f"--scale-range must be two numbers 0 < LOW <= HIGH, got {sr!r}")
+    cfg["scale_range"] = [float(v) for v in sr]
+    if not isinstance(cfg["norm_eval"], bool):
+        raise FcnsegError(f"norm_eval must be true or false, got {cfg['norm_eval']!r}")
     if cfg["unfreeze_at"] is not None and (
         not isinstance(cfg["unfreeze_at"], int) or cfg["unfreeze_at"] < 1
     ):
@@ -394,7 +407,9 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
     train_ds = SegmentationDataset(
         train_scan.samples,
         info,
-        train_transform(cfg["augment"], info.ignore_index, cfg["crop_size"]),
+        train_transform(
+            cfg["augment"], info.ignore_index, cfg["crop_size"], tuple(cfg["scale_range"])
+        ),
         train_scan.decoded,
     )
     val_ds = SegmentationDataset(val_scan.samples, info, eval_transform(), val_scan.decoded)
@@ -438,7 +453,8 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
         )
         mb = sum(c.nbytes() for c in caches.values()) / 2**20
         say(
-            f"feature cache: frozen {mode} outputs for {len(plain_train)} + {len(val_ds)} images, {mb:.0f} MiB, {time.perf_counter() - t0:.1f}s"
+            f"feature cache: frozen {mode} outputs for {len(plain_train)} + {len(val_ds)} images, "
+            f"{mb:.0f} MiB, {time.perf_counter() - t0:.1f}s"
         )
 
     # Fixed validation images for the per-epoch pictures, spread over the split (not neighbours).
@@ -446,7 +462,9 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
     vis_idx = sorted({int(i) for i in np.linspace(0, len(val_ds) - 1, k).round()}) if k else []
     watch = CollapseWatch(info.class_names)
     say(
-        f"training {cfg['model']} on {layout.root} ({len(train_ds)} train, {len(val_ds)} {val_split}), freeze={mode}, loss={cfg['loss']}, feature cache {'on' if use_cache else 'off'}, device {fabric.device} x{fabric.world_size}"
+        f"training {cfg['model']} on {layout.root} ({len(train_ds)} train, {len(val_ds)} "
+        f"{val_split}), freeze={mode}, loss={cfg['loss']}, feature cache "
+        f"{'on' if use_cache else 'off'}, device {fabric.device} x{fabric.world_size}"
     )
 
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
@@ -492,12 +510,12 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
         loader, val_loader = fabric.setup_dataloaders(loader, val_loader)
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
-        train_mode(net, mode)
+        train_mode(net, mode, norm_eval=cfg["norm_eval"])
         bar = tqdm(
             total=len(loader), desc=f"epoch {epoch}/{cfg['epochs']}", disable=not main, leave=False
         )
 
-        def on_step(step: int, loss: float) -> None:
+        def on_step(step: int, loss: float, bar: tqdm = bar) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
 
@@ -548,7 +566,10 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
             write_history(run_dir, history)
             _pictures(net, val_ds, vis_idx, info, run_dir, epoch, m, history)
             say(
-                f"epoch {epoch}/{cfg['epochs']}: loss {stats['loss']:.4f}  pixel acc {m['pixel_acc']:.3f}  mean acc {m['mean_acc']:.3f}  mean IU {m['mean_iu']:.3f}  fw IU {m['fw_iu']:.3f}  ({elapsed:.1f}s){'  *best*' if improved else ''}"
+                f"epoch {epoch}/{cfg['epochs']}: loss {stats['loss']:.4f}  "
+                f"pixel acc {m['pixel_acc']:.3f}  mean acc {m['mean_acc']:.3f}  "
+                f"mean IU {m['mean_iu']:.3f}  fw IU {m['fw_iu']:.3f}  "
+                f"({elapsed:.1f}s){'  *best*' if improved else ''}"
             )
             for message in watch.check(cm):
                 say(f"warning: {message}")

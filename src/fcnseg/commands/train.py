@@ -88,6 +88,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--crop-size", type=int, help=f"crop for --augment full (default {d['crop_size']})"
     )
     p.add_argument(
+        "--scale-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="random scale range of --augment full (default 0.5 2.0)",
+    )
+    p.add_argument(
+        "--norm-eval",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the pretrained layers' BatchNorm statistics fixed while fine-tuning (default off)",
+    )
+    p.add_argument(
         "--feature-cache",
         choices=("auto", "off"),
         help="cache frozen outputs when possible (default auto)",

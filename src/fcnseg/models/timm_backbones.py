@@ -126,7 +126,7 @@ _TOP = {
     "_bn1": "bn2",
     "_fc": "classifier",
 }
-_WITH_EXPAND = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}  # fmt: skip
+_WITH_EXPAND = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}  # fmt: skip  # noqa: E501
 _NO_EXPAND = {
     "_depthwise_conv": "conv_dw",
     "_bn1": "bn1",

@@ -22,7 +22,7 @@ from fcnseg.engine import NonFiniteLossError, train_one_epoch
 from fcnseg.errors import FcnsegError
 from fcnseg.freeze import apply_freeze, param_groups, train_mode
 from fcnseg.models import build_model
-from fcnseg.training import CollapseWatch, resolve_config
+from fcnseg.training import CollapseWatch, _init_from, resolve_config
 
 
 def _rows(run: Path) -> list[dict]:
@@ -185,6 +185,12 @@ def test_init_from_copies_matching_layers(tiny_data: Path, tmp_path: Path, capsy
     s16 = load_checkpoint(run16 / "checkpoint_last.pt")["model"]
     torch.testing.assert_close(s16["score_fr.weight"], s32["score_fr.weight"])
     torch.testing.assert_close(s16["backbone.body.0.weight"], s32["backbone.body.0.weight"])
+    missing = train_args(tiny_data, tmp_path / "x", "--init-from", str(tmp_path / "nope.pt"))
+    assert main(missing) == 2
+    assert "--init-from" in capsys.readouterr().err
+    other = build_model("fcn8s_efficientnet_lite0", num_classes=3, weights_backbone="none")
+    with pytest.raises(FcnsegError, match="no tensor matches fcn8s_efficientnet_lite0"):
+        _init_from(other, str(ckpt32))
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(

@@ -286,9 +286,14 @@ def _make_optimizer(cfg: dict[str, Any], groups: list[dict]) -> torch.optim.Opti
 
 def _init_from(model: nn.Module, path: str) -> str:
     """Copy every tensor of a checkpoint whose name and shape match (staged FCN training)."""
-    ckpt = load_checkpoint(path)
+    try:
+        ckpt = load_checkpoint(path)
+    except FcnsegError as exc:
+        raise FcnsegError(f"--init-from {exc}") from exc
     own = model.state_dict()
     matched = {k: v for k, v in ckpt["model"].items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise FcnsegError(f"--init-from {path}: no tensor matches {model.arch['name']}")
     model.load_state_dict(matched, strict=False)
     return f"initialised {len(matched)}/{len(own)} tensors from {path} ({ckpt['arch']['name']})"
 

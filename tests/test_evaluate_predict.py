@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from fcnseg.cli import main
-from fcnseg.inference import predict_labels
+from fcnseg.inference import class_scores, predict_labels
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,8 @@ def test_evaluate_json_and_pictures(trained, tmp_path: Path, capsys) -> None:
         == 0
     )
     m = json.loads(out_json.read_text())
-    assert set(m) == {"pixel_acc", "mean_acc", "mean_iu", "fw_iu", "per_class_iu", "num_images"}
+    keys = {"pixel_acc", "mean_acc", "mean_iu", "fw_iu", "per_class_iu", "num_images", "tta"}
+    assert set(m) == keys and m["tta"] == {"scales": [1.0], "flip": False}
     assert m["num_images"] == 4 and all(
         0 <= m[k] <= 1 for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")
     )
@@ -122,6 +123,51 @@ def test_tiled_prediction_equals_untiled(shape) -> None:
     whole = predict_labels(model, image, tile=10_000)
     tiled = predict_labels(model, image, tile=32, overlap=8)
     np.testing.assert_array_equal(tiled, whole)
+
+
+class LeftRightModel(nn.Module):
+    """Scores that depend on the column: not flip-symmetric, so flip TTA has work to do."""
+
+    def forward(self, x):
+        ramp = torch.linspace(-1, 1, x.shape[-1]).expand_as(x[:, :1])
+        return torch.cat([x[:, :1] + ramp, x[:, 1:2] - ramp, x[:, 2:3]], 1)
+
+
+def test_flip_tta_is_mirror_equivariant_and_multiscale_keeps_the_size() -> None:
+    model = LeftRightModel()
+    x = torch.rand(2, 3, 37, 53)
+    plain = class_scores(model, x)
+    flipped = class_scores(model, x, flip=True)
+    assert not torch.allclose(plain.softmax(1), flipped)  # the model is not symmetric...
+    mirrored = class_scores(model, x.flip(-1), flip=True)
+    torch.testing.assert_close(mirrored, flipped.flip(-1))  # ...but flip TTA is
+    multi = class_scores(model, x, scales=(0.5, 1.0, 1.7), flip=True)
+    assert multi.shape == (2, 3, 37, 53)
+    torch.testing.assert_close(multi.sum(1), torch.ones(2, 37, 53))  # mean of probabilities
+    # A per-pixel model is flip-equivariant: flip TTA and tiling change nothing.
+    image = torch.rand(3, 70, 90)
+    np.testing.assert_array_equal(
+        predict_labels(PixelModel(), image, tile=32, overlap=8, flip=True),
+        predict_labels(PixelModel(), image, tile=10_000),
+    )
+    with pytest.raises(ValueError, match="positive"):
+        class_scores(model, x, scales=(0.0,))
+
+
+def test_evaluate_and_predict_with_tta(trained, tmp_path: Path, capsys) -> None:
+    data, ckpt = trained
+    tta = ["--tta-scales", "0.75", "1", "1.25", "--tta-flip"]
+    out_json = tmp_path / "m.json"
+    args = ["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--json", str(out_json)]
+    assert main([*args, "--out", str(tmp_path / "ev"), *tta]) == 0
+    assert json.loads(out_json.read_text())["tta"] == {"scales": [0.75, 1.0, 1.25], "flip": True}
+    image = tmp_path / "odd.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (41, 57, 3), np.uint8)).save(image)
+    pred = ["predict", "--checkpoint", str(ckpt), "--input", str(image), "--out", str(tmp_path)]
+    assert main([*pred, *tta]) == 0
+    assert np.asarray(Image.open(tmp_path / "odd_label.png")).shape == (41, 57)
+    assert main([*pred, "--tta-scales", "-1"]) == 2
+    assert "--tta-scales must be positive" in capsys.readouterr().err
 
 
 def test_tiled_real_model_keeps_the_input_size(trained) -> None:

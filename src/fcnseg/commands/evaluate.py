@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from fcnseg.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint
+from fcnseg.commands.tta import add_tta_arguments, tta_options
 from fcnseg.data import open_dataset, scan_split
 from fcnseg.data.dataset import to_tv_tensors
 from fcnseg.data.transforms import eval_transform
@@ -39,11 +40,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--worst", type=int, default=4, help="images in the worst-images panel (default 4)"
     )
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
+    add_tta_arguments(p)
     p.set_defaults(func=run)
 
 
-def evaluate_checkpoint(checkpoint: str, data: str, split: str, device: str = "auto") -> dict:
-    """Metrics of a checkpoint on a split, plus the confusion matrix and per-image mean IU."""
+def evaluate_checkpoint(
+    checkpoint: str,
+    data: str,
+    split: str,
+    device: str = "auto",
+    scales: tuple[float, ...] = (1.0,),
+    flip: bool = False,
+) -> dict:
+    """Metrics of a checkpoint on a split, plus the confusion matrix and per-image mean IU
+    (``scales``/``flip``: test-time augmentation, see :func:`fcnseg.inference.class_scores`)."""
     ckpt = load_checkpoint(checkpoint)
     model, info = model_from_checkpoint(ckpt, checkpoint)
     layout = open_dataset(data)
@@ -62,12 +72,13 @@ def evaluate_checkpoint(checkpoint: str, data: str, split: str, device: str = "a
         zip(scan.samples, scan.decoded, strict=True), total=len(scan.samples), desc="evaluating"
     ):
         image, mask = transform(*to_tv_tensors(pair))
-        pred = torch.from_numpy(predict_labels(model, image))
+        pred = torch.from_numpy(predict_labels(model, image, scales=scales, flip=flip))
         cm = confusion_matrix(pred, mask, n, info.ignore_index)
         total += cm
         per_image.append((metrics_from_confusion(cm)["mean_iu"], sample, pair, pred.numpy()))
     metrics = metrics_from_confusion(total, info.class_names)
     metrics["num_images"] = len(scan.samples)
+    metrics["tta"] = {"scales": list(scales), "flip": flip}
     return {"metrics": metrics, "confusion": total.numpy(), "per_image": per_image, "info": info}
 
 
@@ -90,9 +101,11 @@ def format_table(metrics: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from fcnseg.viz import confusion_plot, per_class_bar, triplet_panel
 
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.device)
+    tta = tta_options(args)
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.device, **tta)
     metrics, info = result["metrics"], result["info"]
-    print(f"{args.checkpoint} on {args.data} [{args.split}], {metrics['num_images']} images")
+    extra = "" if metrics["tta"] == {"scales": [1.0], "flip": False} else f", TTA {metrics['tta']}"
+    print(f"{args.checkpoint} on {args.data} [{args.split}], {metrics['num_images']} images{extra}")
     print(format_table(metrics))
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.split}"
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         titles = [f"{s.image.name}: mean IU {iu:.3f}" for iu, s, _, _ in worst]
         triplet_panel(rows, info, out / "worst_images.png", title="worst images", row_titles=titles)
     if args.json:
-        keys = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu", "per_class_iu", "num_images")
+        keys = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu", "per_class_iu", "num_images", "tta")
         text = json.dumps({k: metrics[k] for k in keys}, indent=2)
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text + "\n"))
     print(f"pictures: {out}")

@@ -11,6 +11,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fcnseg.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint
+from fcnseg.commands.tta import add_tta_arguments, tta_options
 from fcnseg.data.io import read_image, read_mask
 from fcnseg.data.layout import IMAGE_SUFFIXES, list_images
 from fcnseg.errors import DataError
@@ -58,6 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch-size", type=int, default=4, help="same-size images run together (default 4)"
     )
+    add_tta_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     model, info = model_from_checkpoint(ckpt, args.checkpoint)
     device = pick_device(args.device)
     model = prepare(model, device)
+    tta = tta_options(args)
     files = collect_inputs(args.input)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,10 +114,11 @@ def run(args: argparse.Namespace) -> int:
             images = [torch.from_numpy(rgb).permute(2, 0, 1).float().div(255) for rgb in rgbs]
             same = len({im.shape for im in images}) == 1 and max(images[0].shape[1:]) <= args.tile
             if same:
-                all_labels = list(predict_batch(model, torch.stack(images)))
+                all_labels = list(predict_batch(model, torch.stack(images), **tta))
             else:
                 all_labels = [
-                    predict_labels(model, im, tile=args.tile, overlap=args.overlap) for im in images
+                    predict_labels(model, im, tile=args.tile, overlap=args.overlap, **tta)
+                    for im in images
                 ]
             for path, rgb, labels in zip(chunk, rgbs, all_labels, strict=True):
                 _write_outputs(path, rgb, labels, info, out, truth_dir)

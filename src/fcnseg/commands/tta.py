@@ -1,0 +1,32 @@
+"""Test-time augmentation options shared by ``evaluate`` and ``predict``."""
+
+from __future__ import annotations
+
+import argparse
+
+from fcnseg.errors import FcnsegError
+
+
+def add_tta_arguments(p: argparse.ArgumentParser) -> None:
+    """``--tta-scales`` and ``--tta-flip``, shared by evaluate and predict."""
+    p.add_argument(
+        "--tta-scales",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        metavar="S",
+        help="test-time augmentation: average class probabilities over the image resized by "
+        "each scale, e.g. 0.75 1 1.25 1.5 (default 1: no resizing)",
+    )
+    p.add_argument(
+        "--tta-flip",
+        action="store_true",
+        help="test-time augmentation: also average over mirrored images (2x the work)",
+    )
+
+
+def tta_options(args: argparse.Namespace) -> dict:
+    """The TTA keyword arguments of :func:`fcnseg.inference.predict_labels`; checked."""
+    if any(s <= 0 for s in args.tta_scales):
+        raise FcnsegError(f"--tta-scales must be positive, got {args.tta_scales}")
+    return {"scales": tuple(args.tta_scales), "flip": bool(args.tta_flip)}

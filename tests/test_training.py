@@ -21,7 +21,7 @@ from fcnseg.cli import main
 from fcnseg.engine import NonFiniteLossError, train_one_epoch
 from fcnseg.errors import FcnsegError
 from fcnseg.freeze import apply_freeze, param_groups, train_mode
-from fcnseg.models import build_model
+from fcnseg.models import build_model, list_models
 from fcnseg.training import CollapseWatch, _init_from, resolve_config
 
 
@@ -311,6 +311,35 @@ def test_seed_config_reproduces_the_classic_recipe_and_flags_win() -> None:
         0.9,
     )
     assert (cfg["weight_decay"], cfg["loss"], cfg["epochs"]) == (1e-5, "seed", 3)
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_resolves(path: Path) -> None:
+    cfg = resolve_config({"data": "d", "out": "o"}, str(path))
+    assert cfg["model"] in list_models()
+
+
+def test_lite0_recipes_chain_frozen_then_fine_tune(tiny_data: Path, tmp_path: Path) -> None:
+    """The two dataset1 recipes, shortened, on tiny data: the fine-tune starts from the frozen run."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    short = ("--epochs", "1", "--batch-size", "4", "--workers", "0", "--num-vis", "1")
+    frozen = tmp_path / "runs" / "d1_lite0_frozen"
+    common = ["--data", str(tiny_data), "--weights-backbone", "none", *short]
+    config = str(root / "dataset1_lite0_frozen.yaml")
+    assert main(["train", "--config", config, "--out", str(frozen), *common]) == 0
+    fine = tmp_path / "fine"
+    config = str(root / "dataset1_lite0_finetune.yaml")
+    init = ["--init-from", str(frozen / "checkpoint_last.pt"), "--crop-size", "32"]
+    assert main(["train", "--config", config, "--out", str(fine), *common, *init]) == 0
+    a = load_checkpoint(frozen / "checkpoint_last.pt")["model"]
+    b = load_checkpoint(fine / "checkpoint_last.pt")["model"]
+    bn = "backbone.body.bn1.running_mean"
+    torch.testing.assert_close(a[bn], b[bn])  # norm_eval: statistics kept while fine-tuning
+    stem = "backbone.body.conv_stem.weight"
+    assert not torch.equal(a[stem], b[stem])  # ...and the backbone itself learned
 
 
 DATASET1 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dataset1"

@@ -315,7 +315,18 @@ def train(cfg: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
         strategy=cfg["strategy"],
         precision=cfg["precision"],
     )
-    return fabric.launch(_train, cfg, resume)
+    return fabric.launch(_train_and_leave, cfg, resume)
+
+
+def _train_and_leave(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
+    """:func:`_train`, then an orderly exit from the process group when there is one: a rank that
+    exits while another still holds its gloo connections can abort it at teardown (seen once as
+    a SIGABRT in the 2-process CPU test)."""
+    result = _train(fabric, cfg, resume)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        fabric.barrier()
+        torch.distributed.destroy_process_group()
+    return result
 
 
 def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:

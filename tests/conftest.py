@@ -63,3 +63,25 @@ def train_args(data: Path, out: Path, *extra: str) -> list[str]:
     }
     flags = dict(zip(extra[::2], extra[1::2], strict=True))
     return ["train", *[x for k, v in {**base, **flags}.items() for x in (k, v)]]
+
+
+@pytest.fixture(scope="session")
+def lite0_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An FCN-8s Lite0 checkpoint for classes background/disk/box/bar, written without training:
+    random backbone, random non-zero score layers, so its labels vary from pixel to pixel."""
+    from torch import nn
+
+    from fcnseg.checkpoint import save_checkpoint
+    from fcnseg.data.info import DatasetInfo
+    from fcnseg.data.synthetic import CLASSES, PALETTE
+    from fcnseg.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("fcn8s_efficientnet_lite0", num_classes=len(CLASSES))
+    for name, p in model.named_parameters():
+        if "score" in name and p.ndim == 4:
+            nn.init.normal_(p, std=0.1)
+    path = tmp_path_factory.mktemp("lite0") / "lite0.pt"
+    info = DatasetInfo.from_dict({"name": "toy", "classes": CLASSES, "palette": PALETTE})
+    save_checkpoint(path, model, info)
+    return path

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 import fcnseg
 from fcnseg.cli import main
@@ -20,20 +19,8 @@ CLASSES = ("background", "disk", "box", "bar")
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A Lite0 FCN-8s checkpoint with random, non-zero score layers (varied labels, no training)."""
-    from fcnseg.checkpoint import save_checkpoint
-    from fcnseg.data.info import DatasetInfo
-    from fcnseg.models import build_model
-
-    torch.manual_seed(0)
-    model = build_model("fcn8s_efficientnet_lite0", num_classes=len(CLASSES))
-    for name, p in model.named_parameters():
-        if "score" in name and p.ndim == 4:
-            nn.init.normal_(p, std=0.1)
-    path = tmp_path_factory.mktemp("api") / "lite0.pt"
-    save_checkpoint(path, model, DatasetInfo.from_dict({"classes": list(CLASSES)}))
-    return path
+def ckpt(lite0_checkpoint: Path) -> Path:
+    return lite0_checkpoint
 
 
 @pytest.fixture(scope="module")

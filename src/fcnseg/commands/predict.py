@@ -1,29 +1,28 @@
-"""``fcnseg predict``: colour-coded predictions, raw label maps and overlays for any image size."""
+"""``fcnseg predict``: colour-coded predictions, raw label maps and overlays for any image size.
+
+A thin layer over :class:`fcnseg.api.Segmenter`: it checks the options and paths, calls the
+library, writes the files and reports.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm import tqdm
 
-from fcnseg.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint
+from fcnseg.checkpoint import atomic_write
 from fcnseg.commands.tta import add_tta_arguments, tta_options
-from fcnseg.data.io import read_image, read_mask
+from fcnseg.data.io import MAX_PIXELS_ENV, read_image, read_mask
 from fcnseg.data.layout import IMAGE_SUFFIXES, list_images
-from fcnseg.errors import DataError
-from fcnseg.inference import (
-    DEFAULT_OVERLAP,
-    DEFAULT_TILE,
-    autocast,
-    pick_device,
-    predict_batch,
-    predict_labels,
-    prepare,
-)
+from fcnseg.errors import DataError, FcnsegError
+from fcnseg.inference import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling
+
+MAX_WARNINGS = 10  # missing masks listed one per line up to this many, then counted
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,15 +30,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="segment images: colour-coded prediction, label map and overlay per image",
         description="Segment images of any size and format. For each input writes "
-        "{stem}_predict.png (colour-coded), {stem}_label.png (raw class ids, same HxW as the "
-        "input) and {stem}_overlay.png; with --truth, also {stem}_original.png, {stem}_true.png "
-        "and {stem}_triplet.png (original | truth | prediction with a legend). Images larger than "
-        "--tile in a side are processed in overlapping tiles, so memory is bounded by one tile.",
+        "{name}_predict.png (colour-coded), {name}_label.png (raw class ids, same HxW as the "
+        "input) and {name}_overlay.png; with --truth, also {name}_original.png, {name}_true.png "
+        "and {name}_triplet.png (original | truth | prediction with a legend). {name} is the "
+        "input's stem; where two inputs share a stem (a.jpg and a.png, or one name in two "
+        "folders) it is the file name, with as many parent folders as it takes to tell them "
+        "apart (a.jpg, day_a.png). Images larger than --tile in a side are processed in "
+        "overlapping tiles, so memory is bounded by one tile. Photos are read upright (EXIF "
+        f"orientation); images over 89,478,485 pixels are refused unless {MAX_PIXELS_ENV} "
+        "allows more (0: no limit).",
     )
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by fcnseg train")
     p.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--truth", help="folder of label masks named like the inputs (for triplets)")
+    p.add_argument(
+        "--truth",
+        help="folder of label masks named like the inputs (for triplets); an image without a "
+        "mask gets a warning and no triplet",
+    )
     p.add_argument(
         "--tile", type=int, default=DEFAULT_TILE, help=f"tile size (default {DEFAULT_TILE})"
     )
@@ -47,7 +55,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--overlap",
         type=int,
         default=DEFAULT_OVERLAP,
-        help=f"tile overlap (default {DEFAULT_OVERLAP})",
+        help=f"tile overlap, smaller than --tile (default {DEFAULT_OVERLAP})",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.5,
+        help="weight of the colours in the overlay, 0 (image only) to 1 (default 0.5)",
     )
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
     p.add_argument(
@@ -64,7 +78,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given, folders expanded to their images; DataError for what does not exist."""
+    """Files as given, folders expanded to their images, each file once; DataError for what
+    does not exist."""
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -78,70 +93,188 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
         raise DataError(
             f"no images found in {', '.join(inputs)} ({', '.join(sorted(IMAGE_SUFFIXES))})"
         )
-    return files
+    seen: set[Path] = set()
+    unique = []
+    for f in files:  # a file named twice (or given and inside a given folder) is done once
+        if (key := f.resolve()) not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
 
 
-def _save_png(array: np.ndarray, path: Path) -> None:
-    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+def output_names(files: list[Path]) -> list[str]:
+    """One distinct, readable output name per input file.
+
+    The stem where no other input shares it (compared without case, as on case-insensitive
+    disks); else the file name (``a.jpg``, ``a.png``), preceded by as many parent folders as it
+    takes to tell the group apart (``day_a.png``, ``night_a.png``); a ``_2``, ``_3`` suffix as
+    a last resort, so no two inputs ever write the same file.
+    """
+    stems = Counter(p.stem.casefold() for p in files)
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(files):
+        groups.setdefault(p.stem.casefold(), []).append(i)
+    names = [p.stem for p in files]
+    for stem, members in groups.items():
+        if stems[stem] > 1:
+            for i, name in zip(members, _distinct([files[i] for i in members]), strict=True):
+                names[i] = name
+    taken: set[str] = set()
+    for i, name in enumerate(names):
+        candidate, n = name, 1
+        while candidate.casefold() in taken:
+            n += 1
+            candidate = f"{name}_{n}"
+        taken.add(candidate.casefold())
+        names[i] = candidate
+    return names
 
 
-def _find_truth(folder: Path, stem: str) -> Path | None:
-    for p in folder.glob(f"{stem}.*"):
-        if p.suffix.lower() in IMAGE_SUFFIXES:
-            return p
-    return None
+def _distinct(paths: list[Path]) -> list[str]:
+    """Each file name with the fewest parent folders (joined by ``_``) that sets it apart from
+    the other ``paths`` at the same depth."""
+    depth = max(len(p.parent.parts) for p in paths)
+    by_depth = [[_named(p, d) for p in paths] for d in range(depth + 1)]
+    folded = [[n.casefold() for n in row] for row in by_depth]
+    names = []
+    for i in range(len(paths)):
+        d = next((d for d, row in enumerate(folded) if row.count(row[i]) == 1), depth)
+        names.append(by_depth[d][i])
+    return names
+
+
+def _named(path: Path, depth: int) -> str:
+    return "_".join([*_parents(path, depth), path.name])
+
+
+def _parents(path: Path, depth: int) -> list[str]:
+    parts = [q for q in path.parent.parts if q not in (path.anchor, ".", "..")]
+    return parts[len(parts) - depth :] if depth else []
+
+
+def find_truths(files: list[Path], truth_dir: Path) -> list[Path | None]:
+    """The mask named like each input in ``truth_dir`` (a .png preferred), or None."""
+    index: dict[str, Path] = {}
+    for p in sorted(list_images(truth_dir), key=lambda p: (p.suffix.lower() != ".png", p.name)):
+        index.setdefault(p.stem, p)
+    return [index.get(f.stem) for f in files]
+
+
+def _check_options(args: argparse.Namespace) -> dict:
+    """Every option and path checked before anything is loaded or written."""
+    from fcnseg.api import check_alpha
+
+    tta = tta_options(args)
+    check_tiling(args.tile, args.overlap, ("--tile", "--overlap"))
+    if args.batch_size < 1:
+        raise FcnsegError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_alpha(args.alpha, "--alpha")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: --out exists and is not a folder")
+    if args.truth is not None and not Path(args.truth).is_dir():
+        raise DataError(f"{args.truth}: truth folder not found")
+    return tta
 
 
 def run(args: argparse.Namespace) -> int:
-    tta = tta_options(args)  # bad options fail before any work
-    ckpt = load_checkpoint(args.checkpoint)
-    model, info = model_from_checkpoint(ckpt, args.checkpoint)
-    device = pick_device(args.device)
-    model = prepare(model, device)
+    from fcnseg.api import load
+
+    tta = _check_options(args)
     files = collect_inputs(args.input)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    names = output_names(files)
     truth_dir = Path(args.truth) if args.truth else None
-    if truth_dir is not None and not truth_dir.is_dir():
-        raise DataError(f"{truth_dir}: truth folder not found")
-    with (
-        tqdm(total=len(files), desc="predicting", unit="image") as bar,
-        autocast(args.precision, device),
-    ):
-        for chunk_start in range(0, len(files), max(1, args.batch_size)):
-            chunk = files[chunk_start : chunk_start + max(1, args.batch_size)]
-            rgbs = [read_image(p) for p in chunk]
-            images = [torch.from_numpy(rgb).permute(2, 0, 1).float().div(255) for rgb in rgbs]
-            same = len({im.shape for im in images}) == 1 and max(images[0].shape[1:]) <= args.tile
-            if same:
-                all_labels = list(predict_batch(model, torch.stack(images), **tta))
-            else:
-                all_labels = [
-                    predict_labels(model, im, tile=args.tile, overlap=args.overlap, **tta)
-                    for im in images
-                ]
-            for path, rgb, labels in zip(chunk, rgbs, all_labels, strict=True):
-                _write_outputs(path, rgb, labels, info, out, truth_dir)
-                bar.update(1)
-    print(f"{len(files)} image(s) -> {out}")
+    truths = find_truths(files, truth_dir) if truth_dir else [None] * len(files)
+    if truth_dir is not None:
+        _warn_missing(files, truths, truth_dir)
+    seg = load(args.checkpoint, device=args.device, precision=args.precision)
+    out = Path(args.out)
+    _mkdir(out)
+    options = {
+        "tta_scales": tta["scales"],
+        "tta_flip": tta["flip"],
+        "tile": args.tile,
+        "overlap": args.overlap,
+        "batch_size": args.batch_size,
+    }
+    triplets = 0
+    rgbs = (read_image(p) for p in files)  # decoded lazily, one batch at a time
+    with tqdm(total=len(files), desc="predicting", unit="image") as bar:
+        results = seg.predict_iter(rgbs, **options)
+        for path, name, truth, (rgb, labels) in zip(files, names, truths, results, strict=True):
+            _write_prediction(seg, rgb, labels, out / name, args.alpha)
+            if truth is not None:
+                triplets += _write_triplet(seg, path, rgb, labels, truth, out / name)
+            bar.update(1)
+    done = f"{len(files)} image(s) -> {out}"
+    if truth_dir is not None:
+        done += f" ({triplets} with truth)"
+    print(done)
     return 0
 
 
-def _write_outputs(
-    path: Path, rgb: np.ndarray, labels: np.ndarray, info, out: Path, truth_dir: Path | None
-) -> None:
-    """Colour-coded prediction, label map and overlay (and triplet files with a truth folder)."""
-    from fcnseg.viz import colorize, overlay, triplet_panel
+def _warn_missing(files: list[Path], truths: list[Path | None], truth_dir: Path) -> None:
+    missing = [f for f, t in zip(files, truths, strict=True) if t is None]
+    if len(missing) == len(files):
+        raise DataError(
+            f"{truth_dir}: no mask named like any input (e.g. {files[0].stem}.png for "
+            f"{files[0].name})"
+        )
+    for f in missing[:MAX_WARNINGS]:
+        _warn(f"{f}: no mask named {f.stem}.* in {truth_dir}; no triplet for it")
+    if len(missing) > MAX_WARNINGS:
+        _warn(f"{len(missing) - MAX_WARNINGS} more image(s) without a mask in {truth_dir}")
 
-    stem = path.stem
-    _save_png(colorize(labels, info), out / f"{stem}_predict.png")
-    _save_png(labels, out / f"{stem}_label.png")
-    _save_png(overlay(rgb, labels, info), out / f"{stem}_overlay.png")
-    if truth_dir is not None:
-        truth_path = _find_truth(truth_dir, stem)
-        if truth_path is None:
-            raise DataError(f"{path}: no mask named {stem}.* in {truth_dir}")
-        truth = read_mask(truth_path, info)
-        _save_png(rgb, out / f"{stem}_original.png")
-        _save_png(colorize(truth, info), out / f"{stem}_true.png")
-        triplet_panel([(rgb, truth, labels)], info, out / f"{stem}_triplet.png", title=stem)
+
+def _warn(message: str) -> None:
+    tqdm.write(f"fcnseg predict: warning: {message}", file=sys.stderr)
+
+
+def _mkdir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot create the output folder ({exc.strerror})") from exc
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    try:
+        atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
+def _write_prediction(seg, rgb: np.ndarray, labels: np.ndarray, base: Path, alpha: float) -> None:
+    """``{base}_predict.png`` (colours), ``_label.png`` (raw ids) and ``_overlay.png``."""
+    _save_png(seg.colorize(labels), base.with_name(f"{base.name}_predict.png"))
+    _save_png(labels, base.with_name(f"{base.name}_label.png"))
+    _save_png(seg.overlay(rgb, labels, alpha), base.with_name(f"{base.name}_overlay.png"))
+
+
+def _write_triplet(
+    seg, path: Path, rgb: np.ndarray, labels: np.ndarray, truth_path: Path, base: Path
+) -> int:
+    """Original, truth and the image | truth | prediction panel; 0 (and a warning) when the
+    mask cannot be used, 1 when written."""
+    from fcnseg.viz import triplet_panel
+
+    try:
+        truth = read_mask(truth_path, seg.info)
+    except DataError as exc:
+        _warn(f"{exc}; no triplet for {path.name}")
+        return 0
+    if truth.shape != labels.shape:
+        _warn(
+            f"{truth_path}: mask is {truth.shape[1]}x{truth.shape[0]} but {path.name} is "
+            f"{labels.shape[1]}x{labels.shape[0]} (W x H); no triplet for it"
+        )
+        return 0
+    _save_png(rgb, base.with_name(f"{base.name}_original.png"))
+    _save_png(seg.colorize(truth), base.with_name(f"{base.name}_true.png"))
+    triplet_panel(
+        [(rgb, truth, labels)],
+        seg.info,
+        base.with_name(f"{base.name}_triplet.png"),
+        title=path.name,
+    )
+    return 1

@@ -1,34 +1,103 @@
-"""Decode images and label masks into arrays, refusing bad files with a message naming them."""
+"""Decode images and label masks into arrays, refusing bad files with a message naming them.
+
+Every image and mask is read through :func:`open_image`: EXIF orientation is applied (a phone
+photo is segmented upright, as a viewer shows it), and an image of more than
+``FCNSEG_MAX_IMAGE_PIXELS`` pixels (default 89,478,485, PIL's own warning threshold, about
+9459 x 9459) is refused before it is decoded, so a small compressed "decompression bomb" cannot
+fill the memory. Set the environment variable higher (or to 0: no limit) to read larger images.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fcnseg.data.info import DatasetInfo
 from fcnseg.errors import DataError
 
 # Images in these modes are converted to RGB rather than refused.
-CONVERTIBLE = {"L", "LA", "RGBA", "P", "PA", "CMYK", "YCbCr", "RGBX", "I;16", "I;16B", "I;16L", "I"}
+CONVERTIBLE = {
+    "1",
+    "L",
+    "LA",
+    "RGBA",
+    "P",
+    "PA",
+    "CMYK",
+    "YCbCr",
+    "RGBX",
+    "I;16",
+    "I;16B",
+    "I;16L",
+    "I",
+}
+
+MAX_PIXELS_ENV = "FCNSEG_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_PIXELS = 89_478_485  # PIL's Image.MAX_IMAGE_PIXELS default: 256 MiB / 3 bytes
+# PIL's own bomb check reads a module global; it is switched off (and our limit applied instead)
+# only while one thread opens a file, so threads never see each other's setting half-way.
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
-def _open(path: Path) -> Image.Image:
-    try:
-        img = Image.open(path)
+def max_image_pixels() -> int | None:
+    """The pixel limit from ``FCNSEG_MAX_IMAGE_PIXELS`` (None: no limit); DataError if malformed."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    if not text.isdigit():
+        raise DataError(
+            f"{MAX_PIXELS_ENV} must be a whole number of pixels (0: no limit), got {text!r}"
+        )
+    return int(text) or None
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open and decode an image file, upright (EXIF orientation applied); DataError otherwise."""
+    path = Path(path)
+    limit = max_image_pixels()
+    with _decode_errors(path):
+        with _PIL_LIMIT_LOCK:
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                img = Image.open(path)  # reads the header only
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    width, height = img.size
+    if limit is not None and width * height > limit:
+        img.close()
+        raise DataError(
+            f"{path}: {width}x{height} image has {width * height:,} pixels, more than the "
+            f"limit of {limit:,} (a decompression bomb?); set {MAX_PIXELS_ENV} to allow more"
+        )
+    with _decode_errors(path):
         img.load()
+        ImageOps.exif_transpose(img, in_place=True)  # in place: no copy when there is no tag
+    return img
+
+
+@contextmanager
+def _decode_errors(path: Path) -> Iterator[None]:
+    """Turn what PIL raises for a missing, foreign or damaged file into a one-line DataError."""
+    try:
+        yield
     except FileNotFoundError as exc:
         raise DataError(f"{path}: file not found") from exc
+    except IsADirectoryError as exc:
+        raise DataError(f"{path}: is a folder, not an image") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable or truncated image ({exc})") from exc
-    return img
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"{path}: unreadable or truncated image ({first[:200]})") from exc
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """An RGB image ``(H, W, 3)`` uint8; grayscale, RGBA, palette and 16-bit images are converted."""
-    path = Path(path)
-    return pil_to_rgb(_open(path), str(path))
+    return pil_to_rgb(open_image(path), str(path))
 
 
 def pil_to_rgb(img: Image.Image, source: str = "image") -> np.ndarray:
@@ -53,7 +122,7 @@ def read_mask(path: str | Path, info: DatasetInfo) -> np.ndarray:
     RGB masks whose three channels are equal are read as ids.
     """
     path = Path(path)
-    img = _open(path)
+    img = open_image(path)
     if img.mode in ("L", "P"):
         labels = np.array(img)
     elif img.mode.startswith("I"):

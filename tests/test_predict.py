@@ -255,3 +255,34 @@ def test_alpha_sets_the_overlay_weight(lite0_checkpoint: Path, tmp_path: Path) -
         picture = np.asarray(Image.open(out / "in_overlay.png"))[:40, :56]
         expected = rgb if alpha == "0" else np.asarray(Image.open(out / "in_predict.png"))[:40, :56]
         np.testing.assert_array_equal(picture, expected)
+
+
+def test_prediction_pictures_have_a_legend(lite0_checkpoint: Path, tmp_path: Path) -> None:
+    from fcnseg.api import load
+    from fcnseg.legend import legend_entries
+
+    seg = load(lite0_checkpoint, device="cpu")
+    labels = np.zeros((60, 300), np.uint8)
+    labels[:, 200:] = 1  # background 2/3, disk 1/3; box and bar absent
+    entries = legend_entries(labels, seg.info)
+    assert [(n, round(s, 3)) for n, _, s in entries] == [("background", 0.667), ("disk", 0.333)]
+    for picture in (
+        seg.colorize(labels, legend=True),
+        seg.overlay(labels * 0, labels, 1, legend=True),
+    ):
+        assert picture.shape[1] == 300 and picture.shape[0] > 60
+        np.testing.assert_array_equal(picture[:60], seg.colorize(labels))  # untouched above
+        strip = picture[60:].reshape(-1, 3)
+        count = {c: int((strip == seg.palette[c]).all(1).sum()) for c in range(4)}
+        assert count[0] >= 81 and count[1] >= 81, count  # a swatch per present class...
+        assert count[2] == 0 and count[3] == 0, count  # ...and none for absent ones
+    # The command's pictures carry it; the label map stays raw.
+    image = _image(tmp_path / "in.png", 30, 40)
+    assert main(_ckpt_args(lite0_checkpoint, [image], tmp_path / "o")) == 0
+    label = np.asarray(Image.open(tmp_path / "o" / "in_label.png"))
+    assert label.shape == (30, 40) and label.dtype == np.uint8
+    for kind in ("predict", "overlay"):
+        picture = np.asarray(Image.open(tmp_path / "o" / f"in_{kind}.png"))
+        assert picture.shape[0] > 30 and picture.shape[1] == 240, kind
+    predict = np.asarray(Image.open(tmp_path / "o" / "in_predict.png"))
+    np.testing.assert_array_equal(predict[:30, :40], seg.colorize(label))

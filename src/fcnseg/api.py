@@ -217,24 +217,37 @@ class Segmenter:
         with autocast(self.precision, self.device):
             return predict_probabilities(self.model, image, **kw)
 
-    def colorize(self, labels: np.ndarray) -> np.ndarray:
+    def colorize(self, labels: np.ndarray, *, legend: bool = False) -> np.ndarray:
         """Class ids ``(H, W)`` -> RGB ``(H, W, 3)`` uint8 in the palette's colours (void black).
 
+        Args:
+            labels: class ids, e.g. from :meth:`predict`.
+            legend: add a strip below naming each class present, its colour and its share of
+                the pixels; the picture becomes ``(H + strip, max(W, 240), 3)``, its top
+                ``H x W`` unchanged.
+
         Example:
-            >>> PIL.Image.fromarray(seg.colorize(seg.predict("street.jpg"))).show()  # doctest: +SKIP
+            >>> Image.fromarray(seg.colorize(seg.predict("street.jpg"), legend=True)).show()  # doctest: +SKIP
         """
+        from fcnseg.legend import add_legend
         from fcnseg.viz import colorize
 
-        return colorize(self._labels(labels), self.info)
+        labels = self._labels(labels)
+        picture = colorize(labels, self.info)
+        return add_legend(picture, labels, self.info) if legend else picture
 
-    def overlay(self, image: ImageInput, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    def overlay(
+        self, image: ImageInput, labels: np.ndarray, alpha: float = 0.5, *, legend: bool = False
+    ) -> np.ndarray:
         """The colour-coded labels blended over the image: RGB ``(H, W, 3)`` uint8.
 
         Args:
             image: the image the labels are for (any accepted input).
             labels: class ids ``(H, W)``, e.g. from :meth:`predict`.
             alpha: weight of the colours, from 0 (image only) to 1 (colours only).
+            legend: add the legend strip of :meth:`colorize`.
         """
+        from fcnseg.legend import add_legend
         from fcnseg.viz import overlay
 
         rgb = to_rgb(image)
@@ -244,7 +257,8 @@ class Segmenter:
                 f"labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
                 f"{rgb.shape[1]}x{rgb.shape[0]} (W x H)"
             )
-        return overlay(rgb, labels, self.info, alpha=check_alpha(alpha))
+        picture = overlay(rgb, labels, self.info, alpha=check_alpha(alpha))
+        return add_legend(picture, labels, self.info) if legend else picture
 
     def _labels(self, labels: np.ndarray) -> np.ndarray:
         labels = np.asarray(labels)

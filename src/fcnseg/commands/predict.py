@@ -30,8 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="segment images: colour-coded prediction, label map and overlay per image",
         description="Segment images of any size and format. For each input writes "
-        "{name}_predict.png (colour-coded), {name}_label.png (raw class ids, same HxW as the "
-        "input) and {name}_overlay.png; with --truth, also {name}_original.png, {name}_true.png "
+        "{name}_predict.png (colour-coded, with a legend of the classes found and their "
+        "shares), {name}_label.png (raw class ids, same HxW as the input) and "
+        "{name}_overlay.png (the colours over the image, weighted by --alpha, with the "
+        "legend); with --truth, also {name}_original.png, {name}_true.png "
         "and {name}_triplet.png (original | truth | prediction with a legend). {name} is the "
         "input's stem; where two inputs share a stem (a.jpg and a.png, or one name in two "
         "folders) it is the file name, with as many parent folders as it takes to tell them "
@@ -245,10 +247,12 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 
 
 def _write_prediction(seg, rgb: np.ndarray, labels: np.ndarray, base: Path, alpha: float) -> None:
-    """``{base}_predict.png`` (colours), ``_label.png`` (raw ids) and ``_overlay.png``."""
-    _save_png(seg.colorize(labels), base.with_name(f"{base.name}_predict.png"))
+    """``{base}_predict.png`` (colours) and ``_overlay.png``, both with a legend, and
+    ``_label.png`` (raw ids, the input's size)."""
+    _save_png(seg.colorize(labels, legend=True), base.with_name(f"{base.name}_predict.png"))
     _save_png(labels, base.with_name(f"{base.name}_label.png"))
-    _save_png(seg.overlay(rgb, labels, alpha), base.with_name(f"{base.name}_overlay.png"))
+    overlay = seg.overlay(rgb, labels, alpha, legend=True)
+    _save_png(overlay, base.with_name(f"{base.name}_overlay.png"))
 
 
 def _write_triplet(

@@ -236,6 +236,18 @@ def test_truth_with_a_missing_mask_warns_and_finishes(
     triplets = sorted(p.name for p in out.glob("*_triplet.png"))
     assert triplets == ["im0_triplet.png", "im2_triplet.png"]
     assert not (out / "im1_true.png").exists()
+    # Namesakes from two folders share one mask: said once, both triplets written.
+    _image(tmp_path / "more" / "im0.png", seed=7)
+    out3 = tmp_path / "out3"
+    argv = _ckpt_args(lite0_checkpoint, [images, tmp_path / "more"], out3, "--truth", str(masks))
+    assert main(argv) == 0
+    shared = [line for line in capsys.readouterr().err.splitlines() if "named alike" in line]
+    assert len(shared) == 1 and str(masks / "im0.png") in shared[0] and "2 inputs" in shared[0]
+    assert {p.name for p in out3.glob("*_triplet.png")} == {
+        "images_im0.png_triplet.png",
+        "more_im0.png_triplet.png",
+        "im2_triplet.png",
+    }
     # A truth folder that matches no input at all is a mistake: refused before any work.
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     truth_dir = Path(args.truth) if args.truth else None
     truths = find_truths(files, truth_dir) if truth_dir else [None] * len(files)
     if truth_dir is not None:
-        _warn_missing(files, truths, truth_dir)
+        _warn_about_truths(files, truths, truth_dir)
     seg = load(args.checkpoint, device=args.device, precision=args.precision)
     out = Path(args.out)
     _mkdir(out)
@@ -215,7 +215,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_missing(files: list[Path], truths: list[Path | None], truth_dir: Path) -> None:
+def _warn_about_truths(files: list[Path], truths: list[Path | None], truth_dir: Path) -> None:
+    """Refuse a truth folder that matches nothing; warn (one line each) about inputs without a
+    mask and masks matched by several inputs (namesakes from different folders)."""
     missing = [f for f, t in zip(files, truths, strict=True) if t is None]
     if len(missing) == len(files):
         raise DataError(
@@ -226,6 +228,11 @@ def _warn_missing(files: list[Path], truths: list[Path | None], truth_dir: Path)
         _warn(f"{f}: no mask named {f.stem}.* in {truth_dir}; no triplet for it")
     if len(missing) > MAX_WARNINGS:
         _warn(f"{len(missing) - MAX_WARNINGS} more image(s) without a mask in {truth_dir}")
+    shared = Counter(t for t in truths if t is not None)
+    for mask, n in shared.items():
+        if n > 1:
+            names = ", ".join(str(f) for f, t in zip(files, truths, strict=True) if t == mask)
+            _warn(f"{mask}: the truth of {n} inputs named alike ({names})")
 
 
 def _warn(message: str) -> None:
@@ -275,10 +282,8 @@ def _write_triplet(
         return 0
     _save_png(rgb, base.with_name(f"{base.name}_original.png"))
     _save_png(seg.colorize(truth), base.with_name(f"{base.name}_true.png"))
+    title = path.name if base.name == path.stem else base.name  # namesakes told apart
     triplet_panel(
-        [(rgb, truth, labels)],
-        seg.info,
-        base.with_name(f"{base.name}_triplet.png"),
-        title=path.name,
+        [(rgb, truth, labels)], seg.info, base.with_name(f"{base.name}_triplet.png"), title=title
     )
     return 1

@@ -19,6 +19,9 @@ from fcnseg.models.vgg import (
     resolve_vgg16_weights,
 )
 
+VGG16_OPTIONS = ("dropout", "fc_channels")
+TIMM_OPTIONS = ("head_channels",)
+
 
 def fcn_vgg16(
     variant: int,
@@ -44,19 +47,19 @@ def fcn_vgg16(
     return FCN(backbone, CHANNELS, neck, fc_channels, num_classes, variant, VGG16_MEAN, VGG16_STD)
 
 
-@register_model("fcn32s_vgg16")
+@register_model("fcn32s_vgg16", options=VGG16_OPTIONS)
 def fcn32s_vgg16(**kwargs) -> FCN:
     """FCN-32s: one stride-32 prediction upsampled by fixed bilinear interpolation."""
     return fcn_vgg16(32, **kwargs)
 
 
-@register_model("fcn16s_vgg16")
+@register_model("fcn16s_vgg16", options=VGG16_OPTIONS)
 def fcn16s_vgg16(**kwargs) -> FCN:
     """FCN-16s: adds the pool4 skip."""
     return fcn_vgg16(16, **kwargs)
 
 
-@register_model("fcn8s_vgg16")
+@register_model("fcn8s_vgg16", options=VGG16_OPTIONS)
 def fcn8s_vgg16(**kwargs) -> FCN:
     """FCN-8s: adds the pool4 and pool3 skips (the paper's best)."""
     return fcn_vgg16(8, **kwargs)
@@ -98,7 +101,7 @@ def _register_timm(name: str, timm_name: str, variant: int = 8) -> None:
         return fcn_timm(timm_name, variant, **kwargs)
 
     build.__doc__ = f"FCN-8s over timm's {timm_name} (ImageNet weights via timm)."
-    register_model(name)(build)
+    register_model(name, options=TIMM_OPTIONS)(build)
 
 
 for _name, _timm in (

@@ -22,19 +22,6 @@ Typical use:
 """
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
-    from fcnseg.models import build_model, list_models
-
-    for name in list_models():
-        if args.summary:
-            model = build_model(name, num_classes=args.num_classes)
-            params = sum(p.numel() for p in model.parameters())
-            print(f"{name:<16} {params / 1e6:8.2f}M parameters ({args.num_classes} classes)")
-        else:
-            print(name)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     parser = argparse.ArgumentParser(
@@ -42,11 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fcnseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    p = sub.add_parser("models", help="list the registered models")
-    p.add_argument("--summary", action="store_true", help="build each model and count parameters")
-    p.add_argument("--num-classes", type=int, default=11, help="classes for --summary (default 11)")
-    p.set_defaults(func=_cmd_models)
 
     from fcnseg.commands import register_commands
 

@@ -7,19 +7,35 @@ from typing import Any
 
 from torch import nn
 
+from fcnseg.models.weights_sources import WeightsSource
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_WEIGHTS: dict[str, WeightsSource] = {}
 
 
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a builder ``fn(*, num_classes, weights_backbone, **kwargs) -> nn.Module``."""
+def register_model(
+    name: str, *, weights: WeightsSource | None = None
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a builder ``fn(*, num_classes, weights_backbone, **kwargs) -> nn.Module``.
+
+    ``weights`` says where its ``imagenet`` backbone weights come from (``fcnseg models
+    --summary`` shows it).
+    """
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
             raise RuntimeError(f"model {name!r} registered twice")
         _MODELS[name] = fn
+        if weights is not None:
+            _WEIGHTS[name] = weights
         return fn
 
     return wrap
+
+
+def model_weights(name: str) -> WeightsSource | None:
+    """Where model ``name``'s ImageNet backbone weights come from, or None if not declared."""
+    return _WEIGHTS.get(name)
 
 
 def list_models() -> list[str]:

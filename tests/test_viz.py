@@ -241,3 +241,13 @@ def test_legend_handles_name_every_class_and_void() -> None:
         tuple(np.round(np.array(handles[8].get_facecolor()[:3]) * 255).astype(int))
         == (DATASET1.palette[8])
     )
+
+
+@pytest.mark.parametrize("per_class", [{"a": 0.5, "b": None}, {"a": 0.0}])
+def test_per_class_bars_fit_with_few_classes(per_class) -> None:
+    info = DatasetInfo("x", ("a", "b"), ((200, 0, 0), (0, 0, 200)))
+    fig = viz.per_class_figure(per_class, info)
+    renderer = _draw(fig)
+    for t in [*fig.axes[0].texts, fig.axes[0].title]:
+        box = t.get_window_extent(renderer)
+        assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1

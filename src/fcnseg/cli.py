@@ -33,21 +33,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
-    from fcnseg.models import build_model, list_models
-
-    if args.num_classes < 1:
-        raise FcnsegError(f"--num-classes must be >= 1, got {args.num_classes}")
-    for name in list_models():
-        if args.summary:
-            model = build_model(name, num_classes=args.num_classes)
-            params = sum(p.numel() for p in model.parameters())
-            print(f"{name:<16} {params / 1e6:8.2f}M parameters ({args.num_classes} classes)")
-        else:
-            print(name)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     parser = Parser(
@@ -57,11 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=Parser
     )
-
-    p = sub.add_parser("models", help="list the registered models")
-    p.add_argument("--summary", action="store_true", help="build each model and count parameters")
-    p.add_argument("--num-classes", type=int, default=11, help="classes for --summary (default 11)")
-    p.set_defaults(func=_cmd_models)
 
     from fcnseg.commands import register_commands
 

@@ -7,6 +7,7 @@ from fcnseg.models.registry import (
     check_model_options,
     list_models,
     model_options,
+    model_weights,
     register_model,
 )
 
@@ -16,5 +17,6 @@ __all__ = [
     "check_model_options",
     "list_models",
     "model_options",
+    "model_weights",
     "register_model",
 ]

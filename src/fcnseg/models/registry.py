@@ -9,9 +9,11 @@ from typing import Any
 from torch import nn
 
 from fcnseg.errors import FcnsegError
+from fcnseg.models.weights_sources import WeightsSource
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _OPTIONS: dict[str, tuple[str, ...]] = {}
+_WEIGHTS: dict[str, WeightsSource] = {}
 _COMMON = ("num_classes", "weights_backbone")
 
 
@@ -20,12 +22,17 @@ class ModelOptionError(FcnsegError):
 
 
 def register_model(
-    name: str, options: tuple[str, ...] | None = None
+    name: str,
+    options: tuple[str, ...] | None = None,
+    *,
+    weights: WeightsSource | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register a builder ``fn(*, num_classes, weights_backbone, **options) -> nn.Module``.
 
     ``options`` names the builder's own keyword options; by default they are read from its
     signature (its keyword parameters other than ``num_classes`` and ``weights_backbone``).
+    ``weights`` says where its ``imagenet`` backbone weights come from (``fcnseg models
+    --summary`` shows it).
     """
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -33,6 +40,8 @@ def register_model(
             raise RuntimeError(f"model {name!r} registered twice")
         _MODELS[name] = fn
         _OPTIONS[name] = tuple(options) if options is not None else _keyword_options(fn)
+        if weights is not None:
+            _WEIGHTS[name] = weights
         return fn
 
     return wrap
@@ -42,6 +51,11 @@ def _keyword_options(fn: Callable[..., nn.Module]) -> tuple[str, ...]:
     params = inspect.signature(fn).parameters.values()
     kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return tuple(p.name for p in params if p.kind in kinds and p.name not in _COMMON)
+
+
+def model_weights(name: str) -> WeightsSource | None:
+    """Where model ``name``'s ImageNet backbone weights come from, or None if not declared."""
+    return _WEIGHTS.get(name)
 
 
 def list_models() -> list[str]:

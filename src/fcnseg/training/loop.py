@@ -426,7 +426,7 @@ class Session:
                 rows.append((rgb, target.numpy(), pred))
             title = f"epoch {int(row['epoch'])}: {self.data.val_split} mean IU {row['mean_iu']:.3f}"
             triplet_panel(rows, info, folder.picture_path(int(row["epoch"])), title=title)
-        curves(self.progress.history, folder.path / CURVES)
+        curves(self.progress.history, folder.path / CURVES, val_split=self.data.val_split)
 
 
 def _workers(cfg: TrainConfig) -> int:

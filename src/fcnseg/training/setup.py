@@ -44,8 +44,13 @@ def load_data(cfg: TrainConfig, say: Callable[[str], None], progress: bool = Tru
 
     Validation uses the dataset's ``val`` split, or ``test`` where it has none (dataset1).
     """
-    layout = open_dataset(cfg.data)
+    layout = open_dataset(cfg.data, strict=not cfg.skip_bad)
     val_split = layout.validation_split()
+    for name in ("train", val_split):  # only with --skip-bad: files without a partner left out
+        if unpaired := layout.problems.get(name):
+            say(
+                f"skipped {len(unpaired)} unpaired file(s) in {name} (--skip-bad); first: {unpaired[0]}"
+            )
     scans = {
         name: scan_split(
             layout.split(name),

@@ -84,8 +84,7 @@ def test_predict_any_size(trained, tmp_path: Path, size) -> None:
     label = np.array(Image.open(tmp_path / "o" / "in_label.png"))
     assert label.shape == size and label.max() < 4
     picture = np.array(Image.open(tmp_path / "o" / "in_predict.png"))  # with a legend below
-    assert picture.shape[0] > size[0] and picture.shape[1] == max(size[1], 240)
-    assert picture[: size[0], : size[1]].shape == (*size, 3)
+    assert picture.shape[0] > size[0] and picture.shape[1] >= size[1] and picture.shape[2] == 3
     assert (tmp_path / "o" / "in_overlay.png").is_file()
 
 

@@ -181,7 +181,7 @@ def test_out_that_is_a_file_is_refused(lite0_checkpoint: Path, tmp_path: Path, c
     notes.write_text("keep me")
     assert main(_ckpt_args(lite0_checkpoint, [image], notes)) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--out exists and is not a folder" in err[0]
+    assert len(err) == 1 and "is a file; the output folder (--out) must be a folder" in err[0]
     assert notes.read_text() == "keep me"
 
 
@@ -258,26 +258,29 @@ def test_truth_with_a_missing_mask_warns_and_finishes(
     assert not out2.exists()
 
 
+def _top(picture: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The ``h x w`` picture above a legend strip (centred when the legend is wider)."""
+    x0 = (picture.shape[1] - w) // 2
+    return picture[:h, x0 : x0 + w]
+
+
 def test_alpha_sets_the_overlay_weight(lite0_checkpoint: Path, tmp_path: Path) -> None:
     image = _image(tmp_path / "in.png", 40, 56)
     rgb = np.asarray(Image.open(image))
     for alpha in ("0", "1"):
         out = tmp_path / alpha
         assert main(_ckpt_args(lite0_checkpoint, [image], out, "--alpha", alpha)) == 0
-        picture = np.asarray(Image.open(out / "in_overlay.png"))[:40, :56]
-        expected = rgb if alpha == "0" else np.asarray(Image.open(out / "in_predict.png"))[:40, :56]
-        np.testing.assert_array_equal(picture, expected)
+        picture = _top(np.asarray(Image.open(out / "in_overlay.png")), 40, 56)
+        colours = _top(np.asarray(Image.open(out / "in_predict.png")), 40, 56)
+        np.testing.assert_array_equal(picture, rgb if alpha == "0" else colours)
 
 
 def test_prediction_pictures_have_a_legend(lite0_checkpoint: Path, tmp_path: Path) -> None:
     from fcnseg.api import load
-    from fcnseg.legend import legend_entries
 
     seg = load(lite0_checkpoint, device="cpu")
     labels = np.zeros((60, 300), np.uint8)
-    labels[:, 200:] = 1  # background 2/3, disk 1/3; box and bar absent
-    entries = legend_entries(labels, seg.info)
-    assert [(n, round(s, 3)) for n, _, s in entries] == [("background", 0.667), ("disk", 0.333)]
+    labels[:, 200:] = 1  # background and disk; box and bar absent
     for picture in (
         seg.colorize(labels, legend=True),
         seg.overlay(labels * 0, labels, 1, legend=True),
@@ -295,6 +298,6 @@ def test_prediction_pictures_have_a_legend(lite0_checkpoint: Path, tmp_path: Pat
     assert label.shape == (30, 40) and label.dtype == np.uint8
     for kind in ("predict", "overlay"):
         picture = np.asarray(Image.open(tmp_path / "o" / f"in_{kind}.png"))
-        assert picture.shape[0] > 30 and picture.shape[1] == 240, kind
+        assert picture.shape[0] > 30 and picture.shape[1] >= 40, kind
     predict = np.asarray(Image.open(tmp_path / "o" / "in_predict.png"))
-    np.testing.assert_array_equal(predict[:30, :40], seg.colorize(label))
+    np.testing.assert_array_equal(_top(predict, 30, 40), seg.colorize(label))

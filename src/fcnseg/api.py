@@ -222,19 +222,17 @@ class Segmenter:
 
         Args:
             labels: class ids, e.g. from :meth:`predict`.
-            legend: add a strip below naming each class present, its colour and its share of
-                the pixels; the picture becomes ``(H + strip, max(W, 240), 3)``, its top
-                ``H x W`` unchanged.
+            legend: add a white strip below naming each class present with its colour; the
+                picture becomes ``(H + strip, max(W, legend width), 3)``, the ``H x W`` colours
+                unchanged at the top (centred when the legend is wider).
 
         Example:
             >>> Image.fromarray(seg.colorize(seg.predict("street.jpg"), legend=True)).show()  # doctest: +SKIP
         """
-        from fcnseg.legend import add_legend
-        from fcnseg.viz import colorize
+        from fcnseg.viz import colorize, legend_picture
 
         labels = self._labels(labels)
-        picture = colorize(labels, self.info)
-        return add_legend(picture, labels, self.info) if legend else picture
+        return legend_picture(labels, self.info) if legend else colorize(labels, self.info)
 
     def overlay(
         self, image: ImageInput, labels: np.ndarray, alpha: float = 0.5, *, legend: bool = False
@@ -247,8 +245,7 @@ class Segmenter:
             alpha: weight of the colours, from 0 (image only) to 1 (colours only).
             legend: add the legend strip of :meth:`colorize`.
         """
-        from fcnseg.legend import add_legend
-        from fcnseg.viz import overlay
+        from fcnseg.viz import legend_picture, overlay
 
         rgb = to_rgb(image)
         labels = self._labels(labels)
@@ -257,8 +254,10 @@ class Segmenter:
                 f"labels are {labels.shape[1]}x{labels.shape[0]} but the image is "
                 f"{rgb.shape[1]}x{rgb.shape[0]} (W x H)"
             )
-        picture = overlay(rgb, labels, self.info, alpha=check_alpha(alpha))
-        return add_legend(picture, labels, self.info) if legend else picture
+        alpha = check_alpha(alpha)
+        if legend:
+            return legend_picture(labels, self.info, image=rgb, alpha=alpha)
+        return overlay(rgb, labels, self.info, alpha=alpha)
 
     def _labels(self, labels: np.ndarray) -> np.ndarray:
         labels = np.asarray(labels)

@@ -15,11 +15,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from fcnseg.checkpoint import atomic_write
 from fcnseg.commands.tta import add_tta_arguments, tta_options
 from fcnseg.data.io import MAX_PIXELS_ENV, read_image, read_mask
 from fcnseg.data.layout import IMAGE_SUFFIXES, list_images
 from fcnseg.errors import DataError, FcnsegError
+from fcnseg.files import OutputError, atomic_write, check_writable_dir
 from fcnseg.inference import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling
 
 MAX_WARNINGS = 10  # missing masks listed one per line up to this many, then counted
@@ -30,8 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="segment images: colour-coded prediction, label map and overlay per image",
         description="Segment images of any size and format. For each input writes "
-        "{name}_predict.png (colour-coded, with a legend of the classes found and their "
-        "shares), {name}_label.png (raw class ids, same HxW as the input) and "
+        "{name}_predict.png (colour-coded, with a legend of the classes found), "
+        "{name}_label.png (raw class ids, same HxW as the input) and "
         "{name}_overlay.png (the colours over the image, weighted by --alpha, with the "
         "legend); with --truth, also {name}_original.png, {name}_true.png "
         "and {name}_triplet.png (original | truth | prediction with a legend). {name} is the "
@@ -171,9 +171,7 @@ def _check_options(args: argparse.Namespace) -> dict:
     if args.batch_size < 1:
         raise FcnsegError(f"--batch-size must be at least 1, got {args.batch_size}")
     check_alpha(args.alpha, "--alpha")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"{out}: --out exists and is not a folder")
+    check_writable_dir(args.out, "output folder (--out)")
     if args.truth is not None and not Path(args.truth).is_dir():
         raise DataError(f"{args.truth}: truth folder not found")
     return tta
@@ -243,14 +241,12 @@ def _mkdir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"{folder}: cannot create the output folder ({exc.strerror})") from exc
+        raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror})") from exc
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    try:
-        atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    # atomic_write turns a full disk or a permission problem into a one-line OutputError.
+    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
 def _write_prediction(seg, rgb: np.ndarray, labels: np.ndarray, base: Path, alpha: float) -> None:

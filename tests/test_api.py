@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,11 @@ def test_every_input_type_gives_the_same_labels(seg: fcnseg.Segmenter, tmp_path:
     }
     for name, x in same.items():
         np.testing.assert_array_equal(seg.predict(x), ref, err_msg=name)
+    readonly = np.asarray(Image.open(png))
+    assert not readonly.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns about non-writable arrays: not from us
+        np.testing.assert_array_equal(seg.predict(readonly), ref)
     gray = rgb[..., 1]
     Image.fromarray(gray).save(tmp_path / "g.png")
     ref_gray = seg.predict(tmp_path / "g.png")

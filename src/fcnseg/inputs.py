@@ -73,7 +73,9 @@ def _from_array(a: np.ndarray, name: str) -> Tensor:
         )
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))):
         raise FcnsegError(f"{name}: array of shape {a.shape}; expected {_SHAPES}")
-    t = _scaled(torch.from_numpy(np.ascontiguousarray(a)), name, "array")
+    # np.asarray(pil_image) is read-only, which torch warns about: copy it (float32 copies anyway).
+    a = np.ascontiguousarray(a) if a.flags.writeable else np.array(a)
+    t = _scaled(torch.from_numpy(a), name, "array")
     t = t[..., None] if t.ndim == 2 else t
     return _rgb_channels(t.permute(2, 0, 1))
 

@@ -88,17 +88,20 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """``fcnseg app`` in a subprocess on a free port: the best built-in model when one is
-    shipped (the command's default), else a checkpoint given with --checkpoint."""
+    shipped (the command's default), else a checkpoint given with --checkpoint (the one named
+    by FCNSEG_APP_CHECKPOINT, or an untrained one with random score layers)."""
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
     root = tmp_path_factory.mktemp("app")
     (root / "audit").mkdir()
     (root / "audit" / "sitecustomize.py").write_text(NET_AUDIT)
     best = zoo.best()
-    ckpt = best.name if best else str(random_checkpoint(root / "random.pt"))
+    ckpt = os.environ.get("FCNSEG_APP_CHECKPOINT")  # e.g. to make the README's picture
+    if ckpt is None:
+        ckpt = best.name if best else str(random_checkpoint(root / "random.pt"))
     port = free_port()
     cmd = [sys.executable, "-m", "fcnseg", "app", "--port", str(port), "--device", "cpu"]
-    cmd += [] if best else ["--checkpoint", ckpt]
+    cmd += [] if best and ckpt == best.name else ["--checkpoint", ckpt]
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {
         **os.environ,
@@ -185,8 +188,11 @@ def test_app_in_browser(server, browser, tmp_path: Path) -> None:
     status = page.inner_text("#status")
     assert "street.png" in status and "480×360" in status and " s on cpu" in status
     page.screenshot(path=tmp_path / "app.png", full_page=True)
-    if os.environ.get("FCNSEG_APP_SCREENSHOT"):  # e.g. docs/app.png, shown by the README
-        shutil.copy(tmp_path / "app.png", os.environ["FCNSEG_APP_SCREENSHOT"])
+    if os.environ.get("FCNSEG_APP_SCREENSHOT"):  # the README's picture: docs/app.jpg
+        # JPEG at quality 90 without chroma subsampling: a third of the PNG's size (the drawn
+        # photo's grain does not compress losslessly), colours and text still crisp.
+        shot = Image.open(tmp_path / "app.png").convert("RGB")
+        shot.save(os.environ["FCNSEG_APP_SCREENSHOT"], quality=90, subsampling=0, optimize=True)
 
     # Opacity 1: the overlay becomes the colour label map itself, without segmenting again.
     page.fill("#opacity input[type=number]", "1")
@@ -224,6 +230,40 @@ def test_app_in_browser(server, browser, tmp_path: Path) -> None:
     assert not server["net_log"].exists(), server["net_log"].read_text()
     assert "Traceback" not in server["log"].read_text()
     page.close()
+
+
+def test_large_upload_is_tiled_as_predict_does(tmp_path: Path, monkeypatch) -> None:
+    from fcnseg import app
+
+    ckpt = random_checkpoint(tmp_path / "random.pt")
+    photo = tmp_path / "wide.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 1100, 3), dtype=np.uint8)).save(photo)
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(ckpt),
+                "--input",
+                str(photo),
+                "--out",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 0
+    )
+    monkeypatch.setattr(app, "DISPLAY_MAX_SIDE", 550)  # pictures on the page are scaled down
+    (tmp_path / "dl").mkdir()
+    handlers = app.Handlers(app.Models([str(ckpt)], "cpu", "fp32"), app._Recent(tmp_path / "dl"))
+    upload = {"path": str(photo), "orig_name": "wide.png"}
+    overlay, colour, legend, status, label_file, state = handlers.segment(
+        upload, str(ckpt), "off (fastest)", 0.5
+    )
+    assert overlay.shape == colour.shape == (20, 550, 3)
+    expected = np.asarray(Image.open(tmp_path / "p" / "wide_label.png"))  # 1100 > tile 1024
+    np.testing.assert_array_equal(np.asarray(Image.open(label_file)), expected)
+    assert Path(label_file).name == "wide_label.png" and "1100×40" in status
 
 
 def test_legend_html_lists_every_class_by_share() -> None:

@@ -322,7 +322,7 @@ def build_app(
                     gr.Examples(
                         [[str(p)] for p in examples],
                         inputs=[image],
-                        label="examples",
+                        label="examples (drawn street scenes; photos are segmented better)",
                         elem_id="examples",
                     )
                 model = gr.Dropdown(

@@ -109,7 +109,8 @@ def builtin_rows(root: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per shipped model for ``fcnseg models``: name, architecture, size, metrics.
 
     Keys: ``name``, ``arch``, ``size_mb``, ``mean_iu``, ``pixel_acc``, ``mean_iu_tta``
-    (None when no TTA evaluation was recorded), ``recipe``, ``classes``.
+    (None when no TTA evaluation was recorded), ``recipe``, ``classes`` (their number) and
+    ``data`` (the dataset whose test split gave the metrics).
     """
     rows = []
     for m in builtin_models(root):
@@ -125,6 +126,7 @@ def builtin_rows(root: str | Path | None = None) -> list[dict[str, Any]]:
                 "mean_iu_tta": tta.get("mean_iu"),
                 "recipe": man.get("recipe"),
                 "classes": len(man.get("classes", [])),
+                "data": man.get("evaluated_on", {}).get("data"),
             }
         )
     return rows
@@ -140,14 +142,14 @@ def format_builtin_table(root: str | Path | None = None) -> list[str]:
         return "-" if v is None else f"{v:.3f}"
 
     lines = [
-        "built-in models (offline; use the name as --checkpoint; metrics on dataset1 test):",
-        f"  {'name':<16} {'architecture':<26} {'size':>8} {'mean IU':>8} {'+TTA':>6} "
-        f"{'pixel acc':>9}  recipe",
+        "built-in models (offline; the name works as --checkpoint; metrics on the test split):",
+        f"  {'name':<16} {'architecture':<28} {'size':>8} {'tested on':<10} {'mean IU':>8} "
+        f"{'+TTA':>6} {'pixel acc':>9}  recipe",
     ]
     for r in rows:
         lines.append(
-            f"  {r['name']:<16} {r['arch'] or '-':<26} {r['size_mb']:>6.1f}MB "
-            f"{num(r['mean_iu']):>8} {num(r['mean_iu_tta']):>6} {num(r['pixel_acc']):>9}  "
-            f"{r['recipe'] or '-'}"
+            f"  {r['name']:<16} {r['arch'] or '-':<28} {r['size_mb']:>6.1f}MB "
+            f"{r['data'] or '-':<10} {num(r['mean_iu']):>8} {num(r['mean_iu_tta']):>6} "
+            f"{num(r['pixel_acc']):>9}  {r['recipe'] or '-'}"
         )
     return lines

@@ -18,7 +18,7 @@ from fcnseg.data import SegmentationDataset, open_dataset, scan_split
 from fcnseg.data.transforms import eval_transform
 from fcnseg.engine import train_one_epoch
 from fcnseg.feature_cache import FeatureCache
-from fcnseg.freeze import apply_freeze, param_groups, train_mode
+from fcnseg.freeze import param_groups
 from fcnseg.losses import build_loss
 from fcnseg.models import build_model
 
@@ -26,7 +26,7 @@ from fcnseg.models import build_model
 def run(name: str, weights: str | None, freeze: str, ds, info, batch_size: int) -> dict:
     torch.manual_seed(0)
     model = build_model(name, num_classes=info.num_classes, weights_backbone=weights)
-    apply_freeze(model, freeze)
+    model.freeze(freeze)  # frozen parts stay in eval mode through model.train()
     optimizer = torch.optim.AdamW(param_groups(model, 1e-3, 1.0), lr=1e-3)
     loss_fn = build_loss("ce", info.ignore_index)
 
@@ -38,14 +38,13 @@ def run(name: str, weights: str | None, freeze: str, ds, info, batch_size: int) 
         feats, target = batch
         return model.decode(feats, target.shape[-2:]), target
 
-    train_mode(model, freeze)
+    model.train()
     t0 = time.perf_counter()
     train_one_epoch(full, DataLoader(ds, batch_size=batch_size, shuffle=True), optimizer, loss_fn)
     recompute = time.perf_counter() - t0
     t0 = time.perf_counter()
     cache = FeatureCache.build(model, freeze, ds, flips=False, device=torch.device("cpu"))
     build = time.perf_counter() - t0
-    train_mode(model, freeze)
     t0 = time.perf_counter()
     train_one_epoch(
         cached, DataLoader(cache, batch_size=batch_size, shuffle=True), optimizer, loss_fn

@@ -47,8 +47,9 @@ def tiny_data(tmp_path: Path) -> Path:
     )
 
 
-def train_args(data: Path, out: Path, *extra: str) -> list[str]:
-    """``fcnseg train`` arguments for a quick run from scratch (narrow fc6/fc7, no workers)."""
+def train_args(data: Path, out: Path, *extra: str | None) -> list[str]:
+    """``fcnseg train`` arguments for a quick run from scratch (narrow fc6/fc7, no workers);
+    ``extra`` flags override them, a flag followed by None removes it."""
     base = {
         "--data": str(data),
         "--out": str(out),
@@ -62,4 +63,5 @@ def train_args(data: Path, out: Path, *extra: str) -> list[str]:
         "--lr": "0.001",
     }
     flags = dict(zip(extra[::2], extra[1::2], strict=True))
-    return ["train", *[x for k, v in {**base, **flags}.items() for x in (k, v)]]
+    merged = {k: v for k, v in {**base, **flags}.items() if v is not None}  # None: drop the flag
+    return ["train", *[x for k, v in merged.items() for x in (k, v)]]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fcnseg.errors import WeightsError
-from fcnseg.freeze import apply_freeze, train_mode
+from fcnseg.freeze import apply_freeze
 from fcnseg.models import build_model
 from fcnseg.models.state_files import load_state_file
 from fcnseg.models.timm_backbones import lite0_imagenet_file, lite0_to_timm
@@ -75,7 +75,7 @@ def test_timm_weights_from_a_file(tmp_path: Path) -> None:
 def test_freezing_a_timm_backbone_keeps_batchnorm_statistics(mode: str) -> None:
     model = build_model("fcn8s_efficientnet_lite0", num_classes=3)
     apply_freeze(model, mode)
-    train_mode(model, mode)
+    model.train()
     assert all(not p.requires_grad for p in model.backbone.parameters())
     bn = model.backbone.body.bn1
     before = bn.running_mean.clone()

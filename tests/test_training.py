@@ -20,9 +20,15 @@ from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
 from fcnseg.cli import main
 from fcnseg.engine import NonFiniteLossError, train_one_epoch
 from fcnseg.errors import FcnsegError
-from fcnseg.freeze import apply_freeze, param_groups, train_mode
+from fcnseg.freeze import apply_freeze, param_groups
 from fcnseg.models import build_model, list_models
-from fcnseg.training import CollapseWatch, _init_from, resolve_config
+from fcnseg.training import config_from
+from fcnseg.training.diagnostics import CollapseWatch
+from fcnseg.training.setup import init_from
+
+
+def resolve_config(flags: dict, config_file: str | None):
+    return config_from(config_file, **flags)
 
 
 def _rows(run: Path) -> list[dict]:
@@ -110,7 +116,7 @@ def test_feature_cache_gives_the_same_metrics(tiny_data: Path, tmp_path: Path) -
 def test_frozen_means_no_grad_eval_mode_and_no_optimizer_state() -> None:
     model = build_model("fcn8s_vgg16", num_classes=3, fc_channels=16)
     apply_freeze(model, "features")
-    train_mode(model, "features")
+    model.train()
     trunk = list(model.backbone.parameters())
     assert all(not p.requires_grad for p in trunk)
     assert not model.backbone.training and model.neck.training and model.training
@@ -133,12 +139,14 @@ def test_norm_eval_keeps_pretrained_batchnorm_statistics() -> None:
     bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     before = [m.running_mean.clone() for m in bns]
     x = torch.rand(2, 3, 64, 64) * 5
-    train_mode(model, "none", norm_eval=True)
+    apply_freeze(model, "none", norm_eval=True)
+    model.train()
     assert model.backbone.training and not any(m.training for m in bns)
     model(x).sum().backward()
     assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns, strict=True))
     assert all(m.weight.grad is not None for m in bns)  # the affine part still learns
-    train_mode(model, "none")
+    apply_freeze(model, "none")
+    model.train()
     model(x)
     assert not all(torch.equal(b, m.running_mean) for b, m in zip(before, bns, strict=True))
 
@@ -190,13 +198,13 @@ def test_init_from_copies_matching_layers(tiny_data: Path, tmp_path: Path, capsy
     assert "--init-from" in capsys.readouterr().err
     other = build_model("fcn8s_efficientnet_lite0", num_classes=3, weights_backbone="none")
     with pytest.raises(FcnsegError, match="no tensor matches fcn8s_efficientnet_lite0"):
-        _init_from(other, str(ckpt32))
+        init_from(other, str(ckpt32))
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     tiny_data, tmp_path, monkeypatch, capsys
 ) -> None:
-    import fcnseg.training as training
+    import fcnseg.training.setup as training
 
     real = training.build_loss
     calls = {"n": 0}
@@ -300,38 +308,32 @@ def test_ddp_two_processes_on_cpu(tiny_data: Path, tmp_path: Path) -> None:
 
 
 def test_seed_config_reproduces_the_classic_recipe_and_flags_win() -> None:
-    from fcnseg.training import resolve_config
-
-    path = Path(__file__).resolve().parents[1] / "configs" / "seed.yaml"
-    cfg = resolve_config({"data": "d", "out": "o", "epochs": 3}, str(path))
-    assert (cfg["freeze"], cfg["batch_size"], cfg["lr"], cfg["momentum"]) == (
-        "features",
-        20,
-        1e-4,
-        0.9,
-    )
-    assert (cfg["weight_decay"], cfg["loss"], cfg["epochs"]) == (1e-5, "seed", 3)
+    cfg = resolve_config({"data": "d", "out": "o", "epochs": 3}, "seed")
+    assert (cfg.freeze, cfg.batch_size, cfg.lr, cfg.momentum) == ("features", 20, 1e-4, 0.9)
+    assert (cfg.weight_decay, cfg.loss, cfg.epochs) == (1e-5, "seed", 3)
 
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted(
+    (Path(__file__).resolve().parents[1] / "src" / "fcnseg" / "configs").glob("*.yaml")
+)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_every_shipped_config_resolves(path: Path) -> None:
+def test_every_shipped_config_resolves_by_path_and_by_name(path: Path) -> None:
     cfg = resolve_config({"data": "d", "out": "o"}, str(path))
-    assert cfg["model"] in list_models()
+    assert cfg.model in list_models()
+    assert resolve_config({"data": "d", "out": "o"}, path.stem) == cfg
 
 
 def test_lite0_recipes_chain_frozen_then_fine_tune(tiny_data: Path, tmp_path: Path) -> None:
     """The two dataset1 recipes, shortened, on tiny data: the fine-tune starts from the frozen run."""
-    root = Path(__file__).resolve().parents[1] / "configs"
     short = ("--epochs", "1", "--batch-size", "4", "--workers", "0", "--num-vis", "1")
     frozen = tmp_path / "runs" / "d1_lite0_frozen"
     common = ["--data", str(tiny_data), "--weights-backbone", "none", *short]
-    config = str(root / "dataset1_lite0_frozen.yaml")
+    config = "dataset1_lite0_frozen"
     assert main(["train", "--config", config, "--out", str(frozen), *common]) == 0
     fine = tmp_path / "fine"
-    config = str(root / "dataset1_lite0_finetune.yaml")
+    config = "dataset1_lite0_finetune"
     init = ["--init-from", str(frozen / "checkpoint_last.pt"), "--crop-size", "32"]
     assert main(["train", "--config", config, "--out", str(fine), *common, *init]) == 0
     a = load_checkpoint(frozen / "checkpoint_last.pt")["model"]

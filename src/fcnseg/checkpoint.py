@@ -1,14 +1,13 @@
 """Self-describing checkpoints: architecture, constructor arguments, dataset description, state.
 
-Written atomically (a temporary file in the same folder, then ``os.replace``) and read with
+Written atomically (:func:`fcnseg.files.atomic_write`: a temporary file in the same folder,
+flushed to disk, then ``os.replace``) and read with
 ``torch.load(weights_only=True)``, so a truncated or foreign file is refused and no pickled code
 ever runs.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +16,13 @@ from torch import nn
 
 from fcnseg.data.info import DatasetInfo
 from fcnseg.errors import CheckpointError
+from fcnseg.files import atomic_write
 from fcnseg.models import build_model
+
+__all__ = ["atomic_write", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
 
 FORMAT = "fcnseg-checkpoint"
 VERSION = 1
-
-
-def atomic_write(path: str | Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, info: DatasetInfo, **extra: Any) -> None:
@@ -92,10 +80,39 @@ def model_from_checkpoint(
 ) -> tuple[nn.Module, DatasetInfo]:
     """Rebuild the model (no pretrained download) and load its state."""
     arch = dict(ckpt["arch"])
-    name = arch.pop("name")
+    name = arch.pop("name", None)
     try:
         model = build_model(name, weights_backbone=None, **arch)
-        model.load_state_dict(ckpt["model"])
-    except (ValueError, RuntimeError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot rebuild model {name!r} ({exc})") from exc
+    load_state(model, ckpt["model"], str(path))
     return model, DatasetInfo.from_dict(ckpt["dataset"], str(path))
+
+
+def load_state(model: nn.Module, state: dict[str, Any], source: str) -> None:
+    """``model.load_state_dict(state)`` with a one-line CheckpointError naming a few culprits.
+
+    PyTorch's own message lists every key (kilobytes for a mismatched backbone); this one counts
+    them and names the first of each kind.
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and getattr(state[k], "shape", None) != v.shape
+    ]
+    problems = [
+        f"{len(items)} {what} (first: {items[0]})"
+        for what, items in (
+            ("missing tensors", missing),
+            ("unexpected tensors", unexpected),
+            ("tensors of the wrong shape", wrong),
+        )
+        if items
+    ]
+    if problems:
+        name = getattr(model, "arch", {}).get("name", type(model).__name__)
+        raise CheckpointError(f"{source}: state does not fit {name}: {'; '.join(problems)}")
+    model.load_state_dict(state)

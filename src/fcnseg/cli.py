@@ -1,10 +1,11 @@
-"""The ``fcnseg`` command line: one sub-command per task, errors as one line and a non-zero exit."""
+"""The ``fcnseg`` command line: one sub-command per task, errors as one line and exit code 2."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from fcnseg import __version__
 from fcnseg.errors import FcnsegError
@@ -14,44 +15,53 @@ Semantic segmentation with Fully Convolutional Networks (FCN-8s/16s/32s, Long et
 by transfer learning from an ImageNet backbone.
 
 Typical use:
+  fcnseg demo                              the whole pipeline on built-in synthetic data
   fcnseg verify-data --data DIR            audit a dataset before training
   fcnseg train --data DIR --out RUN         train (frozen backbone or fine-tuning)
   fcnseg evaluate --checkpoint CKPT --data DIR
   fcnseg predict --checkpoint CKPT --input IMG_OR_DIR --out DIR
-  fcnseg demo                              the whole pipeline on built-in synthetic data
+
+Bad input ends with one line "fcnseg COMMAND: error: ..." and exit code 2.
 """
+MAX_MESSAGE = 600  # characters of an error message shown on its one line
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
-    from fcnseg.models import build_model, list_models
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus exit 2) rather than the whole usage text."""
 
-    for name in list_models():
-        if args.summary:
-            model = build_model(name, num_classes=args.num_classes)
-            params = sum(p.numel() for p in model.parameters())
-            print(f"{name:<16} {params / 1e6:8.2f}M parameters ({args.num_classes} classes)")
-        else:
-            print(name)
-    return 0
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="fcnseg", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"fcnseg {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    p = sub.add_parser("models", help="list the registered models")
-    p.add_argument("--summary", action="store_true", help="build each model and count parameters")
-    p.add_argument("--num-classes", type=int, default=11, help="classes for --summary (default 11)")
-    p.set_defaults(func=_cmd_models)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=Parser
+    )
 
     from fcnseg.commands import register_commands
 
     register_commands(sub)
     return parser
+
+
+def one_line(message: str) -> str:
+    """A message folded onto one line and cut to a readable length."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _close_progress_bars() -> None:
+    """So that the error starts on its own line, not glued to a half-drawn progress bar."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.leave = False
+        bar.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,11 +71,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except FcnsegError as exc:
-        print(f"fcnseg {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        message = str(exc)
+    except OSError as exc:  # a disk, permission or file problem not foreseen elsewhere
+        where = f"{exc.filename}: " if exc.filename else ""
+        message = f"{where}{exc.strerror or exc}"
+    except MemoryError:
+        message = "out of memory (try a smaller --batch-size, --tile or image)"
     except KeyboardInterrupt:
+        _close_progress_bars()
         print(f"fcnseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    _close_progress_bars()
+    print(f"fcnseg {args.command}: error: {one_line(message)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ plain ``loss.backward``; ``reduce(tensor)`` sums across processes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -59,6 +60,15 @@ def train_one_epoch(
     return {"loss": total / max(steps, 1), "steps": steps}
 
 
+@dataclass
+class Evaluation:
+    """What one pass over a split gives: the confusion matrix ``(C, C)`` (rows = truth) and,
+    when a loss was given, the mean loss per pixel that is not ignored."""
+
+    confusion: Tensor
+    loss: float | None = None
+
+
 @torch.no_grad()
 def evaluate(
     forward: Forward,
@@ -66,14 +76,39 @@ def evaluate(
     num_classes: int,
     ignore_index: int,
     *,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     reduce: Callable[[Tensor], Tensor] | None = None,
-) -> Tensor:
-    """Confusion matrix ``(C, C)`` over the loader (at the targets' resolution), summed once."""
-    cm = None
+    on_batch: Callable[[Tensor], None] | None = None,
+) -> Evaluation:
+    """One pass over ``loader`` at the targets' resolution, summed over processes once.
+
+    This is the one evaluation of the toolkit: per-epoch validation (images or cached features)
+    and ``fcnseg evaluate`` (tiling, test-time augmentation) differ only in ``forward``.
+
+    Args:
+        forward: ``batch -> (scores, target)``; scores are logits or probabilities
+            ``(N, C, H, W)``, or already labels ``(N, H, W)``.
+        loader: batches; each process passes its own share, none twice.
+        num_classes, ignore_index: as in the dataset description.
+        loss_fn: also average this loss (needs scores, not labels), weighted by the batch's
+            pixels that are not ignored.
+        reduce: sums a tensor across processes (``fabric.all_reduce``); None for one process.
+        on_batch: called with each batch's confusion matrix (e.g. per-image scores).
+    """
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of loss x pixels, pixels)
     for batch in loader:
-        logits, target = forward(batch)
-        part = confusion_matrix(logits.argmax(1), target, num_classes, ignore_index)
-        cm = part if cm is None else cm + part
-    if cm is None:
-        cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    return reduce(cm) if reduce is not None else cm
+        scores, target = forward(batch)
+        pred = scores if scores.dim() == 3 else scores.argmax(1)
+        part = confusion_matrix(pred, target, num_classes, ignore_index).cpu()
+        cm += part
+        if loss_fn is not None:
+            pixels = float((target != ignore_index).sum())
+            loss_sum += torch.tensor([float(loss_fn(scores.float(), target)) * pixels, pixels])
+        if on_batch is not None:
+            on_batch(part)
+    if reduce is not None:
+        cm = reduce(cm)
+        loss_sum = reduce(loss_sum)
+    loss = float(loss_sum[0] / loss_sum[1]) if loss_fn is not None and loss_sum[1] > 0 else None
+    return Evaluation(cm.cpu(), loss)

@@ -2,20 +2,68 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from fcnseg import __version__
 from fcnseg.checkpoint import atomic_write
+from fcnseg.data.info import DatasetInfo
 from fcnseg.errors import FcnsegError
 
 
-def export_onnx(model: nn.Module, path: str | Path, opset: int = 18) -> None:
+def onnx_metadata(model: nn.Module, info: DatasetInfo | None = None) -> dict[str, str]:
+    """What a user of the ``.onnx`` file needs, as ONNX ``metadata_props`` (JSON strings).
+
+    Keys: ``input`` and ``output`` (the tensor conventions), ``arch`` (model name and
+    constructor arguments), ``fcnseg_version`` and, with ``info``, ``class_names``,
+    ``palette``, ``ignore_index`` and ``dataset``.
+    """
+    normalisation = {
+        k: [round(float(v), 6) for v in getattr(model, k).flatten()]
+        for k in ("mean", "std")
+        if isinstance(getattr(model, k, None), torch.Tensor)
+    }
+    meta = {
+        "input": {
+            "name": "image",
+            "layout": "NCHW",
+            "channels": "RGB",
+            "dtype": "float32",
+            "range": [0.0, 1.0],
+            "size": "any height and width (padded to a multiple of 32 and cropped inside)",
+            "normalisation": {"applied": "inside the model: (image - mean) / std", **normalisation},
+        },
+        "output": {
+            "name": "logits",
+            "layout": "NCHW",
+            "meaning": "class scores at the input size; argmax over C gives class ids",
+        },
+        "arch": getattr(model, "arch", None),
+        "fcnseg_version": __version__,
+    }
+    if info is not None:
+        meta |= {
+            "class_names": list(info.class_names),
+            "palette": [list(c) for c in info.palette],
+            "ignore_index": info.ignore_index,
+            "dataset": info.name,
+        }
+    return {k: json.dumps(v, default=str) for k, v in meta.items()}
+
+
+def export_onnx(
+    model: nn.Module, path: str | Path, opset: int = 18, info: DatasetInfo | None = None
+) -> None:
     """Write ``model`` as ONNX: input ``image (N, 3, H, W)`` in [0, 1], output ``logits``.
 
-    Batch, height and width are dynamic; normalisation, padding and cropping are inside.
+    Batch, height and width are dynamic; normalisation, padding and cropping are inside. The
+    file's ``metadata_props`` carry :func:`onnx_metadata` (class names, palette and ignore index
+    when ``info`` is given), readable with ``onnx.load(path).metadata_props`` or onnxruntime's
+    ``session.get_modelmeta().custom_metadata_map``.
     """
     model = model.eval()
     example = torch.rand(1, 3, 97, 131)
@@ -24,17 +72,17 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18) -> None:
     )
 
     def write(tmp: str) -> None:
-        torch.onnx.export(
+        program = torch.onnx.export(
             model,
             (example,),
-            tmp,
             input_names=["image"],
             output_names=["logits"],
             opset_version=opset,
             dynamo=True,
             dynamic_shapes={"image": {0: batch, 2: height, 3: width}},
-            external_data=False,
         )
+        program.model.metadata_props.update(onnx_metadata(model, info))
+        program.save(tmp, external_data=False)
 
     try:
         atomic_write(path, write)

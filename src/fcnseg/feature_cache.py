@@ -60,9 +60,14 @@ class FeatureCache(Dataset):
         flips: bool,
         device: torch.device,
         batch_size: int = 4,
+        half: bool = True,
         desc: str | None = None,
     ) -> FeatureCache:
-        """Run the frozen part (eval mode) over ``dataset`` (same-size images) once."""
+        """Run the frozen part (eval mode) over ``dataset`` (same-size images) once.
+
+        ``half`` stores features as fp16 (when finite in that type): half the memory, for the
+        training cache. Validation keeps fp32 so that its metrics equal an uncached evaluation.
+        """
         was_training = model.training
         model.eval()
         chunks: dict[str, list[Tensor]] = {}
@@ -78,9 +83,9 @@ class FeatureCache(Dataset):
                         chunks.setdefault(k, []).append(v.cpu())
                     targets.append(target.to(torch.uint8 if target.max() < 256 else torch.int16))
                     bar.update(image.shape[0])
-        model.train(was_training)
+        model.train(was_training)  # a frozen part stays in eval mode: the model sees to it
         feats = {k: torch.cat(v) for k, v in chunks.items()}
         for k, v in feats.items():
-            if v.abs().max() < FP16_MAX:
+            if half and v.abs().max() < FP16_MAX:
                 feats[k] = v.half()
         return cls(feats, torch.cat(targets), flips)

@@ -1,7 +1,13 @@
-"""Pictures people look at: colour-coded masks, image | truth | prediction panels, curves."""
+"""Pictures people look at: colour-coded masks, image | truth | prediction panels, curves.
+
+Each ``*_figure`` function returns a matplotlib figure (tests measure its layout); the function of
+the same task without the suffix saves it as a PNG.
+"""
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,12 +16,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from fcnseg.checkpoint import atomic_write  # noqa: E402
 from fcnseg.data.info import DatasetInfo  # noqa: E402
 
 VOID_COLOR = (0, 0, 0)
+VOID_NAME = "void (ignored)"
+DPI = 100  # every PNG is saved at this resolution; font sizes below are chosen for it
 
 
 def colorize(labels: np.ndarray, info: DatasetInfo) -> np.ndarray:
@@ -34,19 +46,77 @@ def overlay(
     return blend.round().astype(np.uint8)
 
 
-def _legend(fig: plt.Figure, info: DatasetInfo) -> None:
-    handles = [
-        Patch(color=np.array(c) / 255, label=n)
-        for n, c in zip(info.class_names, info.palette, strict=True)
+def legend_entries(
+    info: DatasetInfo, labels: np.ndarray | None = None
+) -> list[tuple[str, tuple[int, int, int]]]:
+    """``(name, rgb)`` of every class and void, or of those present in ``labels`` ``(H, W)``."""
+    if labels is None:
+        ids = [*range(info.num_classes), info.ignore_index]
+    else:
+        ids = [i for i in np.unique(np.asarray(labels)).tolist() if i < info.num_classes]
+        ids += [info.ignore_index] if (np.asarray(labels) == info.ignore_index).any() else []
+    return [
+        (info.class_names[i], info.palette[i]) if i < info.num_classes else (VOID_NAME, VOID_COLOR)
+        for i in ids
     ]
-    handles.append(Patch(color=np.array(VOID_COLOR) / 255, label="void (ignored)"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8)
 
 
-def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 100) -> None:
+def legend_handles(info: DatasetInfo, labels: np.ndarray | None = None) -> list[Patch]:
+    """Matplotlib legend patches for every class and void (or those present in ``labels``)."""
+    return [
+        Patch(facecolor=np.array(c) / 255, edgecolor="0.3", linewidth=0.5, label=n)
+        for n, c in legend_entries(info, labels)
+    ]
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> None:
     """Write a figure atomically as PNG and close it."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     plt.close(fig)
+
+
+def triplet_figure(
+    rows: Sequence[tuple[np.ndarray, np.ndarray | None, np.ndarray]],
+    info: DatasetInfo,
+    title: str = "",
+    row_titles: Sequence[str] | None = None,
+) -> Figure:
+    """Rows of ``image (H, W, 3) | truth (H, W) | prediction (H, W)`` above a class legend.
+
+    Each row is a subfigure whose title (``row_titles``) sits above that row's pictures, so that
+    constrained layout keeps it clear of the row above; columns are named on the first row.
+    """
+    n = len(rows)
+    h, w = rows[0][0].shape[:2]
+    col_w = 3.0  # inches per picture
+    row_h = col_w * h / w + (0.3 if row_titles else 0.0)
+    handles = legend_handles(info)
+    ncol = min(6, len(handles))
+    legend_h = 0.25 * math.ceil(len(handles) / ncol) + 0.15
+    fig = plt.figure(
+        figsize=(3 * col_w, n * row_h + 0.3 + legend_h + (0.35 if title else 0.0)),
+        layout="constrained",
+        dpi=DPI,
+    )
+    subs = fig.subfigures(
+        n + 1, 1, height_ratios=[row_h + (0.3 if r == 0 else 0) for r in range(n)] + [legend_h]
+    )
+    for r, (sub, (image, truth, pred)) in enumerate(zip(subs, rows, strict=False)):
+        panels = (image, None if truth is None else colorize(truth, info), colorize(pred, info))
+        for ax, pic, name in zip(
+            sub.subplots(1, 3), panels, ("image", "truth", "prediction"), strict=True
+        ):
+            ax.axis("off")
+            if pic is not None:
+                ax.imshow(pic, interpolation="nearest")
+            if r == 0:
+                ax.set_title(name, fontsize=9)
+        if row_titles:
+            sub.suptitle(row_titles[r], fontsize=9, x=0.01, ha="left")
+    subs[-1].legend(handles=handles, loc="center", ncol=ncol, fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
 
 
 def triplet_panel(
@@ -57,74 +127,188 @@ def triplet_panel(
     row_titles: Sequence[str] | None = None,
 ) -> None:
     """A grid of ``image | truth | prediction`` rows with a class legend, saved to ``path``."""
-    n = len(rows)
-    fig, axes = plt.subplots(n, 3, figsize=(9, 2.6 * n + 0.8), squeeze=False)
-    for r, (image, truth, pred) in enumerate(rows):
-        panels = [image, None if truth is None else colorize(truth, info), colorize(pred, info)]
-        for c, (ax, pic, name) in enumerate(
-            zip(axes[r], panels, ("image", "truth", "prediction"), strict=True)
-        ):
-            ax.axis("off")
-            if pic is not None:
-                ax.imshow(pic, interpolation="nearest")
-            label = name if r == 0 else ""
-            if c == 0 and row_titles:
-                label = f"{label}\n{row_titles[r]}" if label else row_titles[r]
-            ax.set_title(label, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    _legend(fig, info)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
-    save_figure(fig, path)
+    save_figure(triplet_figure(rows, info, title, row_titles), path)
 
 
-def curves(history: Sequence[dict], path: str | Path) -> None:
-    """Training loss and validation mean IU per epoch."""
-    epochs = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
-    a.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    a.set(xlabel="epoch", ylabel="training loss", title="loss")
-    b.plot(epochs, [h["mean_iu"] for h in history], marker="o", label="mean IU")
-    b.plot(epochs, [h["pixel_acc"] for h in history], marker=".", label="pixel acc")
-    b.set(xlabel="epoch", ylabel="validation", title="validation", ylim=(0, 1))
-    b.legend()
+def _number(value: object) -> float:
+    """A history cell as a float; missing or empty cells (older metrics.csv rows) are NaN."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def curves_figure(history: Sequence[dict], val_split: str = "val") -> Figure:
+    """Training (and validation) loss and validation mean IU / pixel accuracy per epoch.
+
+    Args:
+        history: one dict per epoch with ``epoch``, ``train_loss``, ``mean_iu``, ``pixel_acc``
+            and, where recorded, ``val_loss``.
+        val_split: the split validation ran on, named in the labels (dataset1 validates on
+            ``test``).
+    """
+    epochs = [int(_number(h["epoch"])) for h in history]
+    column = lambda key: [_number(h.get(key)) for h in history]  # noqa: E731
+    marker = "o" if len(epochs) <= 30 else None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained", dpi=DPI)
+    a.plot(epochs, column("train_loss"), marker=marker, label="training loss")
+    val_loss = column("val_loss")
+    if np.isfinite(val_loss).any():
+        a.plot(epochs, val_loss, marker=marker, label=f"{val_split} loss")
+    a.set(xlabel="epoch", ylabel="loss", title="loss")
+    b.plot(epochs, column("mean_iu"), marker=marker, label="mean IU")
+    b.plot(epochs, column("pixel_acc"), marker="." if marker else None, label="pixel accuracy")
+    b.set(
+        xlabel="epoch", ylabel=f"score on {val_split}", title=f"validation on the {val_split} split"
+    )
+    b.set_ylim(0, 1)
+    pad = max(0.5, 0.03 * (epochs[-1] - epochs[0])) if epochs else 0.5
     for ax in (a, b):
+        # Whole epochs only, also when there is a single one (min_n_ticks=1).
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10], min_n_ticks=1))
+        if epochs:
+            ax.set_xlim(min(epochs) - pad, max(epochs) + pad)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(fig, path)
+        ax.legend(fontsize=9)
+    return fig
 
 
-def confusion_plot(cm: np.ndarray, info: DatasetInfo, path: str | Path) -> None:
-    """Row-normalised confusion matrix with class names."""
+def curves(history: Sequence[dict], path: str | Path, *, val_split: str = "val") -> None:
+    """Save :func:`curves_figure` to ``path``."""
+    save_figure(curves_figure(history, val_split), path)
+
+
+def confusion_figure(cm: np.ndarray, info: DatasetInfo) -> Figure:
+    """Row-normalised confusion matrix ``(C, C)`` (rows: truth) with its numbers, 9 pt."""
     cm = np.asarray(cm, dtype=np.float64)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     n = len(info.class_names)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + 0.55 * n), max(4.0, 0.8 + 0.5 * n)))
+    cell = 0.55  # inches: room for "0.00" at 9 pt
+    fig, ax = plt.subplots(figsize=(2.6 + cell * n, 2.0 + cell * n), layout="constrained", dpi=DPI)
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), info.class_names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), info.class_names, fontsize=8)
-    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (rows normalised)")
-    for i in range(n):
-        for j in range(n):
-            if norm[i, j] >= 0.01:
-                color = "white" if norm[i, j] > 0.5 else "black"
-                ax.text(
-                    j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6, color=color
-                )
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    save_figure(fig, path)
+    ax.set_xticks(range(n), info.class_names, rotation=45, ha="right", fontsize=9)
+    ax.set_yticks(range(n), info.class_names, fontsize=9)
+    ax.set_xlabel("predicted", fontsize=10)
+    ax.set_ylabel("true", fontsize=10)
+    ax.set_title("confusion matrix (each row: where a true class went)", fontsize=10)
+    for i, j in zip(*np.nonzero(norm >= 0.005), strict=True):
+        color = "white" if norm[i, j] > 0.55 else "black"
+        ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=9, color=color)
+    fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
+    return fig
+
+
+def confusion_plot(cm: np.ndarray, info: DatasetInfo, path: str | Path) -> None:
+    """Save :func:`confusion_figure` to ``path``."""
+    save_figure(confusion_figure(cm, info), path)
+
+
+def per_class_figure(per_class_iu: dict[str, float | None], info: DatasetInfo) -> Figure:
+    """Per-class IoU bars in the palette's colours, each with its value, and a dashed mean line.
+
+    A class whose IoU is undefined (None: absent from truth and prediction) has no bar and reads
+    "n/a"; an IoU of 0 reads "0.00". The mean is over the defined classes, as mean IU is.
+    """
+    names = list(per_class_iu)
+    colour = dict(zip(info.class_names, info.palette, strict=True))
+    fig, ax = plt.subplots(figsize=(2.0 + 0.55 * len(names), 4.0), layout="constrained", dpi=DPI)
+    defined = [i for i, n in enumerate(names) if per_class_iu[n] is not None]
+    values = [float(per_class_iu[names[i]]) for i in defined]  # type: ignore[arg-type]
+    bars = ax.bar(
+        defined,
+        values,
+        color=[np.array(colour.get(names[i], (128, 128, 128))) / 255 for i in defined],
+        edgecolor="0.2",
+        linewidth=0.6,
+    )
+    # White behind the values, so that the mean line never strikes through one.
+    box = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"}
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=8, bbox=box)
+    for i, name in enumerate(names):
+        if per_class_iu[name] is None:
+            ax.text(
+                i, 0.01, "n/a", ha="center", va="bottom", fontsize=8, color="0.4", style="italic"
+            )
+    title = "per-class IoU"
+    if len(defined) < len(names):
+        title += "\n(n/a: class in neither truth nor prediction)"
+    if values:
+        mean = float(np.mean(values))
+        ax.axhline(mean, color="0.15", linestyle="--", linewidth=1, zorder=1.5)
+        # The value as a tick of a right-hand axis: at the line's end, and laid out with it.
+        right = ax.secondary_yaxis("right")
+        right.set_yticks([mean], [f"mean IU\n{mean:.3f}"], fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=9)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("IoU")
+    ax.set_title(title, fontsize=10)
+    return fig
 
 
 def per_class_bar(
     per_class_iu: dict[str, float | None], info: DatasetInfo, path: str | Path
 ) -> None:
-    """Bar chart of per-class IoU in the palette's colours."""
-    names = list(per_class_iu)
-    values = [per_class_iu[n] if per_class_iu[n] is not None else 0.0 for n in names]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.5 * len(names), 3.5))
-    ax.bar(names, values, color=[np.array(c) / 255 for c in info.palette], edgecolor="black")
-    ax.set(ylim=(0, 1), ylabel="IoU", title="per-class IoU")
-    ax.tick_params(axis="x", rotation=45)
-    fig.tight_layout()
-    save_figure(fig, path)
+    """Save :func:`per_class_figure` to ``path``."""
+    save_figure(per_class_figure(per_class_iu, info), path)
+
+
+@functools.lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    # Matplotlib ships DejaVu Sans: the same letters as the figures, on every machine.
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+
+
+def legend_picture(
+    labels: np.ndarray,
+    info: DatasetInfo,
+    image: np.ndarray | None = None,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """A colour-coded label map (or its overlay on ``image``) above a legend of the classes in it.
+
+    Args:
+        labels: label map ``(H, W)`` of class ids (and possibly ``info.ignore_index``).
+        info: class names and palette.
+        image: ``(H, W, 3)`` uint8 to blend the colours over, or None for the colours alone.
+        alpha: weight of the colours in the overlay.
+
+    Returns:
+        ``(H + strip, max(W, legend width), 3)`` uint8: the picture, pixel for pixel at the top
+        (centred when the legend is wider), then a white strip with one swatch and name per
+        class present in ``labels`` (void too, where present), wrapped onto as many lines as
+        needed.
+    """
+    pic = colorize(labels, info) if image is None else overlay(image, labels, info, alpha)
+    h, w = pic.shape[:2]
+    size = int(np.clip(w // 36, 12, 32))  # text grows with the picture, readable at 100 %
+    font, pad, gap = _font(size), size // 2, size
+    items = [
+        (name, rgb, size + pad // 2 + font.getlength(name))
+        for name, rgb in legend_entries(info, labels)
+    ]
+    width = max(w, int(max((it[2] for it in items), default=0)) + 2 * pad)
+    lines: list[list[tuple[str, tuple[int, int, int], float]]] = [[]]
+    x = pad
+    for item in items:
+        if lines[-1] and x + item[2] > width - pad:
+            lines.append([])
+            x = pad
+        lines[-1].append(item)
+        x += item[2] + gap
+    line_h = int(size * 1.5)
+    strip_h = pad + line_h * len(lines) + pad // 2 if items else 0
+    canvas = Image.new("RGB", (width, h + strip_h), "white")
+    canvas.paste(Image.fromarray(pic), ((width - w) // 2, 0))
+    draw = ImageDraw.Draw(canvas)
+    for k, line in enumerate(lines):
+        x, y = pad, h + pad + k * line_h
+        for name, rgb, item_w in line:
+            draw.rectangle(
+                (x, y, x + size - 1, y + size - 1), fill=tuple(rgb), outline=(80, 80, 80)
+            )
+            draw.text(
+                (x + size + pad // 2, y + size / 2), name, fill=(0, 0, 0), font=font, anchor="lm"
+            )
+            x += int(item_w) + gap
+    return np.asarray(canvas)

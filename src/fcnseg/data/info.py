@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from fcnseg.errors import DataError
@@ -43,48 +45,127 @@ class DatasetInfo:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "dataset description") -> DatasetInfo:
-        """Build from a dict (a YAML/JSON description or a checkpoint); DataError on bad fields."""
+    def from_dict(cls, d: object, source: str = "dataset description") -> DatasetInfo:
+        """Build from a dict (a YAML/JSON description or a checkpoint); DataError on bad fields.
+
+        Strict: unknown keys, wrong types (``color_masks: "false"`` is not a boolean), duplicate
+        class names and ambiguous colour-mask palettes are refused with one line naming
+        ``source``.
+        """
         if not isinstance(d, dict):
             raise DataError(f"{source}: expected a mapping with 'classes'")
-        names = d.get("class_names", d.get("classes"))
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-            raise DataError(f"{source}: 'classes' must be a non-empty list of class names")
-        palette = d.get("palette") or default_palette(len(names))
-        if len(palette) != len(names) or not all(_is_rgb(c) for c in palette):
+        unknown = [str(k) for k in d if k not in KNOWN_KEYS]
+        if unknown:
             raise DataError(
-                f"{source}: 'palette' must list one [r, g, b] (0-255) per class "
-                f"({len(names)} classes, {len(palette)} colours)"
+                f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(KNOWN_KEYS)}"
             )
+        if "classes" in d and "class_names" in d:
+            raise DataError(f"{source}: give the class names once ('classes' or 'class_names')")
+        names = _class_names(d.get("class_names", d.get("classes")), source)
+        color_masks = d.get("color_masks", False)
+        if not isinstance(color_masks, bool):
+            raise DataError(f"{source}: 'color_masks' must be true or false, got {color_masks!r}")
+        palette = _palette(d.get("palette"), len(names), color_masks, source)
         ignore = d.get("ignore_index", 255)
-        if not isinstance(ignore, int) or not 0 <= ignore <= 255 or ignore < len(names):
+        if not _is_int(ignore) or not len(names) <= ignore <= 255:
             raise DataError(
                 f"{source}: 'ignore_index' must be an integer in {len(names)}..255, got {ignore!r}"
             )
         ignore_color = d.get("ignore_color")
         if ignore_color is not None and not _is_rgb(ignore_color):
-            raise DataError(f"{source}: 'ignore_color' must be [r, g, b]")
+            raise DataError(
+                f"{source}: 'ignore_color' must be [r, g, b] (3 integers 0-255), "
+                f"got {ignore_color!r}"
+            )
+        if color_masks and ignore_color is not None and tuple(ignore_color) in palette:
+            clash = names[palette.index(tuple(ignore_color))]
+            raise DataError(
+                f"{source}: 'ignore_color' {list(ignore_color)} is also the colour of class "
+                f"{clash!r}; colour masks would be ambiguous"
+            )
+        name = d.get("name", "dataset")
+        if not isinstance(name, str) or not name:
+            raise DataError(f"{source}: 'name' must be a non-empty string, got {name!r}")
+        notes = d.get("notes", [])
+        if not isinstance(notes, list | tuple) or not all(isinstance(n, str) for n in notes):
+            raise DataError(f"{source}: 'notes' must be a list of strings, got {notes!r}")
         return cls(
-            name=str(d.get("name", "dataset")),
+            name=name,
             class_names=tuple(names),
-            palette=tuple(tuple(int(v) for v in c) for c in palette),
+            palette=palette,
             ignore_index=ignore,
-            color_masks=bool(d.get("color_masks", False)),
-            ignore_color=tuple(ignore_color) if ignore_color else None,
-            notes=tuple(d.get("notes", ())),
+            color_masks=color_masks,
+            ignore_color=tuple(ignore_color) if ignore_color is not None else None,
+            notes=tuple(notes),
         )
+
+
+# Keys of a description (``class_names`` is what checkpoints store; ``classes`` what people write).
+KNOWN_KEYS = (
+    "name",
+    "classes",
+    "class_names",
+    "palette",
+    "ignore_index",
+    "color_masks",
+    "ignore_color",
+    "notes",
+)
+
+
+def _is_int(v: object) -> bool:
+    # YAML's true/false are Python bools, which are ints: refuse them where a number is meant.
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _is_rgb(c: object) -> bool:
     return (
-        isinstance(c, list | tuple)
-        and len(c) == 3
-        and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+        isinstance(c, list | tuple) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c)
     )
 
 
-def default_palette(n: int) -> list[list[int]]:
-    """Distinct colours (the PASCAL VOC bit-interleaving scheme)."""
+def _class_names(names: object, source: str) -> list[str]:
+    if not isinstance(names, list | tuple) or not names:
+        raise DataError(f"{source}: 'classes' must be a non-empty list of class names")
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise DataError(f"{source}: class names must be non-empty strings, got {bad[0]!r}")
+    seen: set[str] = set()
+    dups = [n for n in names if n in seen or seen.add(n)]
+    if dups:
+        # Per-class IoUs are keyed by name: a repeated name would silently drop one of them.
+        raise DataError(f"{source}: duplicate class name(s): {', '.join(map(repr, dups))}")
+    return list(names)
+
+
+def _palette(
+    palette: object, n: int, color_masks: bool, source: str
+) -> tuple[tuple[int, int, int], ...]:
+    if palette is None:
+        # Colour masks without a palette keep the PASCAL VOC colours they were read with before.
+        palette = voc_palette(n) if color_masks else default_palette(n)
+    if not isinstance(palette, list | tuple) or len(palette) != n or not all(map(_is_rgb, palette)):
+        got = len(palette) if isinstance(palette, list | tuple) else repr(palette)
+        raise DataError(
+            f"{source}: 'palette' must list one [r, g, b] (3 integers 0-255) per class "
+            f"({n} classes, got {got})"
+        )
+    out = tuple((int(r), int(g), int(b)) for r, g, b in palette)
+    if color_masks and len(set(out)) < n:
+        dup = next(c for c in out if out.count(c) > 1)
+        raise DataError(
+            f"{source}: colour {list(dup)} is in the palette twice; with colour masks "
+            f"each class needs its own colour"
+        )
+    return out
+
+
+def voc_palette(n: int) -> list[list[int]]:
+    """PASCAL VOC's bit-interleaved colours for ids 1..n (fcnseg's default palette up to 0.x).
+
+    Still the palette of colour masks described without one, so that those keep reading.
+    """
     out = []
     for i in range(n):
         r = g = b = 0
@@ -98,7 +179,61 @@ def default_palette(n: int) -> list[list[int]]:
     return out
 
 
-# dataset1 of image-segmentation-keras (CamVid as prepared for SegNet); colours as in SegNet.
+def default_palette(n: int) -> list[list[int]]:
+    """``n`` colours that are far apart to the eye, for datasets described without a palette.
+
+    Glasbey et al. (2007)'s greedy choice: each colour is the candidate (a 16-level RGB grid,
+    lightness 30..92) farthest in CIELAB from black (void), white (the page) and the colours
+    chosen before it. Deterministic; the first ones are saturated blue, green, red, pink, amber.
+    VOC's scheme, used before, gave near-identical colours (two greens for classes 1 and 9).
+    """
+    if not 0 <= n <= 256:
+        raise ValueError(f"palette size must be in 0..256, got {n}")
+    return [list(c) for c in _glasbey(256)[:n]]
+
+
+@functools.lru_cache(maxsize=1)
+def _glasbey(n: int) -> tuple[tuple[int, int, int], ...]:
+    levels = np.linspace(0, 255, 16).round()
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    lab = srgb_to_lab(grid)
+    keep = (lab[:, 0] > 30) & (lab[:, 0] < 92)
+    grid, lab = grid[keep], lab[keep]
+    nearest = np.full(len(grid), np.inf)
+    for avoid in ((0, 0, 0), (255, 255, 255)):
+        nearest = np.minimum(nearest, np.linalg.norm(lab - srgb_to_lab(np.array(avoid)), axis=-1))
+    chosen = []
+    for _ in range(n):
+        k = int(nearest.argmax())
+        chosen.append(tuple(int(v) for v in grid[k]))
+        nearest = np.minimum(nearest, np.linalg.norm(lab - lab[k], axis=-1))
+    return tuple(chosen)
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB ``(..., 3)`` in 0..255 -> CIELAB ``(..., 3)`` (D65); distances are the ΔE*76."""
+    c = np.asarray(rgb, dtype=np.float64) / 255
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    xyz = c @ _SRGB_TO_XYZ.T / _D65
+    f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
+    return np.stack(
+        [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1
+    )
+
+
+_SRGB_TO_XYZ = np.array(
+    [[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]
+)
+_D65 = np.array([0.95047, 1.0, 1.08883])
+
+
+# dataset1 of image-segmentation-keras (CamVid as prepared for SegNet), in SegNet's colours where
+# they can be told apart: building red-brown, road purple, sidewalk blue, tree olive, sign pink,
+# bicyclist blue. SegNet's car (64, 0, 128), fence (64, 64, 128) and pedestrian (64, 64, 0) were
+# dark and close to road, sidewalk and tree (the closest pair 23.5 ΔE*76 apart; 6 under simulated
+# deuteranopia). Here sky is a light grey-blue, pole a light yellow, fence green, car magenta and
+# pedestrian orange: every two classes and void's black are >= 38 ΔE*76 apart, and >= 17 under
+# simulated deuteranopia and protanopia (Machado et al. 2009), chosen by search over candidates.
 DATASET1 = DatasetInfo(
     name="dataset1",
     class_names=(
@@ -115,29 +250,52 @@ DATASET1 = DatasetInfo(
         "bicyclist",
     ),
     palette=(
-        (128, 128, 128),
+        (180, 200, 230),
         (128, 0, 0),
-        (192, 192, 128),
+        (255, 240, 150),
         (128, 64, 128),
         (0, 0, 192),
         (128, 128, 0),
         (192, 128, 128),
-        (64, 64, 128),
-        (64, 0, 128),
-        (64, 64, 0),
+        (100, 200, 100),
+        (255, 0, 255),
+        (255, 160, 0),
         (0, 128, 192),
     ),
     ignore_index=11,
 )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+        for i, key in enumerate(keys):
+            if key in keys[:i]:
+                mark = node.value[i][0].start_mark
+                raise yaml.MarkedYAMLError(problem=f"key {key!r} given twice", problem_mark=mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _one_line(exc: Exception) -> str:
+    """A parser's message on one line: YAML's are several lines with a code excerpt."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
+
+
 def load_description(path: Path) -> DatasetInfo:
-    """Read a ``dataset.yaml`` / ``dataset.json`` description file."""
+    """Read a ``dataset.yaml`` / ``dataset.json`` description file; DataError names the file."""
     try:
         text = path.read_text()
-        d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if path.suffix == ".json":
+            d = json.loads(text)
+        else:
+            d = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise DataError(f"{path}: cannot read the dataset description ({exc})") from exc
+        raise DataError(f"{path}: cannot read the dataset description ({_one_line(exc)})") from exc
     info = DatasetInfo.from_dict(d, str(path))
     if info.name == "dataset":
         info = DatasetInfo(**{**asdict(info), "name": path.parent.name})

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from fcnseg.data.info import DatasetInfo
 from fcnseg.data.io import read_image, read_mask
-from fcnseg.data.layout import Sample
+from fcnseg.data.layout import Sample, first_problem
 from fcnseg.errors import DataError
 
 
@@ -75,15 +75,22 @@ def scan_split(
     skip_bad: bool = False,
     keep: bool = True,
     progress: str | None = None,
+    allow_empty: bool = False,
 ) -> SplitScan:
     """Decode every pair (in threads: PIL decodes outside the GIL), check it and count classes.
+
+    Every pair is read before a bad one is reported, so that the error can say how many more
+    there are.
 
     Args:
         samples: pairs to read.
         info: the dataset description (class count, ignore label, colour masks).
-        skip_bad: leave bad pairs out (their messages go to ``skipped``) instead of raising.
+        skip_bad: leave bad pairs out (their messages go to ``skipped``) instead of raising a
+            DataError naming the first bad pair and how many more there are.
         keep: keep the decoded arrays so that training reads each file only once.
         progress: a progress-bar label, or None for no bar.
+        allow_empty: return a scan with no samples (every message in ``skipped``) instead of
+            raising when no pair is usable; for audits.
     """
     samples = list(samples)
     n = info.num_classes
@@ -105,8 +112,6 @@ def scan_split(
             leave=False,
         ):
             if isinstance(result, DataError):
-                if not skip_bad:
-                    raise result
                 skipped.append(str(result))
                 continue
             kept.append(sample)
@@ -120,8 +125,11 @@ def scan_split(
                 presence_pixels += present * result.mask.size
             if keep:
                 decoded.append(result)
-    if not kept:
-        raise DataError(f"empty split: none of {len(samples)} pairs is usable")
+    if skipped and not skip_bad:
+        raise DataError(first_problem(skipped))
+    if not kept and not allow_empty:
+        cause = f": {first_problem(skipped)}" if skipped else ""
+        raise DataError(f"empty split: none of {len(samples)} pairs is usable{cause}")
     return SplitScan(
         kept, skipped, sizes, pixels, images_per_class, presence_pixels, decoded if keep else None
     )
@@ -138,5 +146,6 @@ def median_frequency_weights(scan: SplitScan) -> np.ndarray:
         freq = counts / scan.presence_pixels
     present = counts > 0
     weights = np.ones_like(freq)
-    weights[present] = np.median(freq[present]) / freq[present]
+    if present.any():  # an empty scan (an audit of a split with no usable pair) gives all ones
+        weights[present] = np.median(freq[present]) / freq[present]
     return weights

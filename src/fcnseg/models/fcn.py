@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from fcnseg.models.upsample import BilinearUpsample, bilinear_conv_transpose
 
 OUTPUT_STRIDE = 32  # inputs are padded to a multiple of this, so every skip aligns exactly
+FREEZE_MODES = ("none", "features", "backbone")
 
 
 class FCN(nn.Module):
@@ -67,6 +68,51 @@ class FCN(nn.Module):
             self.score_pool2 = _score(channels["pool2"], num_classes, head_channels)
             self.upscore_pool3 = bilinear_conv_transpose(num_classes, 2)  # learnable
         self.upscore = BilinearUpsample(variant)  # final upsampling: fixed bilinear
+        self.freeze_mode, self.norm_eval = "none", False
+
+    def freeze(self, mode: str, norm_eval: bool = False) -> None:
+        """Freeze a part of the model for transfer learning; it stays frozen until changed.
+
+        ``features`` freezes the backbone's trunk (VGG16's convolutions: the classic "train the
+        upsampling part"); ``backbone`` also freezes the pretrained layers on top of it (VGG16's
+        fc6/fc7, the paper's "FCN-32s-fixed"); ``none`` fine-tunes everything. Frozen means no
+        gradients (``requires_grad=False``) and eval mode (dropout off, norm statistics fixed)
+        whatever ``train()`` is called with later. With ``norm_eval`` the pretrained parts'
+        BatchNorm layers also stay in eval mode while they fine-tune: their running statistics
+        keep the ImageNet values, their affine weights still learn (mmsegmentation's
+        ``norm_eval``); small batches of crops otherwise replace them with noisy ones.
+        """
+        if mode not in FREEZE_MODES:
+            raise ValueError(
+                f"unknown freeze mode {mode!r}; choose one of: {', '.join(FREEZE_MODES)}"
+            )
+        self.freeze_mode, self.norm_eval = mode, bool(norm_eval)
+        frozen = {id(p) for m in self.frozen_modules() for p in m.parameters()}
+        for p in self.parameters():
+            p.requires_grad_(id(p) not in frozen)
+        self.train(self.training)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The sub-modules the current freeze mode holds fixed."""
+        if self.freeze_mode == "none":
+            return []
+        if self.freeze_mode == "features":
+            return [self.backbone]
+        return [self.backbone, self.neck]
+
+    def train(self, mode: bool = True) -> FCN:
+        """``nn.Module.train``, but frozen parts (and with ``norm_eval`` the pretrained parts'
+        BatchNorm layers) stay in eval mode, so no caller has to remember to put them back."""
+        super().train(mode)
+        if mode:
+            for m in self.frozen_modules():
+                m.eval()
+            if self.norm_eval:
+                for part in (self.backbone, self.neck):
+                    for m in part.modules():
+                        if isinstance(m, nn.modules.batchnorm._BatchNorm):  # has running stats
+                            m.eval()
+        return self
 
     def encode(self, image: Tensor) -> OrderedDict[str, Tensor]:
         """Normalise, pad to a multiple of 32, run the backbone: ``{"pool3", "pool4", "pool5"}``."""

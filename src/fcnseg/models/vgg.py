@@ -159,8 +159,9 @@ def load_imagenet_state() -> dict[str, Tensor]:
         raise WeightsError(
             f"cannot get the VGG16 ImageNet weights: no cached copy at {cache} and the download "
             f"from {IMAGENET_WEIGHTS.url} failed ({reason}). Without a network, fetch that file "
-            f"elsewhere and pass its path (--weights-backbone /path/to/{cache.name}), or copy it "
-            f"to {cache}"
+            f"elsewhere and pass its path (--weights-backbone /path/to/{cache.name}), copy it "
+            f"to {cache}, or train the offline model fcn8s_efficientnet_lite0 (--model "
+            "fcn8s_efficientnet_lite0), whose ImageNet weights install with fcnseg"
         ) from exc
     return validate_state_dict(state, "ImageNet VGG16 weights")
 

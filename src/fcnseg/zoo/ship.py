@@ -21,8 +21,6 @@ from fcnseg.checkpoint import FORMAT, VERSION, atomic_write, load_checkpoint, mo
 from fcnseg.errors import DataError, FcnsegError
 from fcnseg.zoo import NAME_PATTERN, BuiltinModel, _root, sha256_file
 
-METRIC_KEYS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu", "per_class_iu", "num_images", "tta")
-
 
 def evaluate_on_test(
     checkpoint: str | Path,
@@ -37,12 +35,12 @@ def evaluate_on_test(
     The one place the zoo evaluates a model (shipping and the shipped-model test both call it),
     so it is repointed in one line when the evaluation moves into the library.
     """
-    from fcnseg.commands.evaluate import evaluate_checkpoint
+    from fcnseg.evaluation import evaluate_checkpoint
 
     result = evaluate_checkpoint(
-        str(checkpoint), str(data), "test", device, scales=tuple(scales), flip=flip
+        checkpoint, data, "test", device=device, scales=tuple(scales), flip=flip
     )
-    return {k: result["metrics"][k] for k in METRIC_KEYS}
+    return result.summary()
 
 
 def compact_state(ckpt: dict[str, Any], source: str = "checkpoint") -> dict[str, torch.Tensor]:

@@ -1,0 +1,1 @@
+"""Training recipes shipped with fcnseg, usable by name: ``fcnseg train --config NAME``."""

@@ -299,3 +299,22 @@ def test_app_refuses_busy_port_and_bad_checkpoint(tmp_path: Path, capsys) -> Non
     missing = tmp_path / "missing.pt"
     assert main(["app", "--checkpoint", str(missing), "--port", str(free_port())]) == 2
     assert capsys.readouterr().err == f"fcnseg app: error: {missing}: checkpoint not found\n"
+
+
+def test_examples_are_drawn_or_taken_from_a_folder(tmp_path: Path) -> None:
+    from fcnseg.app import example_images
+    from fcnseg.errors import FcnsegError
+
+    drawn = example_images(None, tmp_path)
+    assert [p.name for p in drawn] == ["street_1.png", "street_4.png"]
+    assert all(np.asarray(Image.open(p)).shape == (360, 480, 3) for p in drawn)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    Image.new("RGB", (8, 6)).save(mine / "a.jpg")
+    (mine / "notes.txt").write_text("not an example")
+    assert example_images(mine, tmp_path) == [mine / "a.jpg"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FcnsegError, match="no images in it"):
+        example_images(tmp_path / "empty", tmp_path)
+    with pytest.raises(FcnsegError, match="folder not found"):
+        example_images(tmp_path / "nope", tmp_path)

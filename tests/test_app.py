@@ -108,7 +108,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "PYTHONPATH": os.pathsep.join([str(root / "audit"), src, os.environ.get("PYTHONPATH", "")]),
         "FCNSEG_NET_LOG": str(root / "net.log"),
         "GRADIO_TEMP_DIR": str(root / "gradio"),
+        "TMPDIR": str(root / "tmp"),
     }
+    (root / "tmp").mkdir()
     log_path = root / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -127,6 +129,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    # SIGTERM stops it as Ctrl-C does: its folder of examples and downloads is gone.
+    assert list((root / "tmp").glob("fcnseg-app-*")) == []
 
 
 @pytest.fixture(scope="module")

@@ -304,7 +304,10 @@ def build_app(
     gr = _offline_gradio()
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="fcnseg-app-"))
     handlers = Handlers(models, _Recent(work_dir))
-    with gr.Blocks(title="fcnseg: segment a photo", analytics_enabled=False) as app:
+    # delete_cache: uploads older than an hour are removed hourly (all at the next start).
+    with gr.Blocks(
+        title="fcnseg: segment a photo", analytics_enabled=False, delete_cache=(3600, 3600)
+    ) as app:
         gr.Markdown(
             "## fcnseg: segment a photo\nUpload a photo (or pick an example): each pixel is "
             f"labelled as one of {len(first.classes)} classes ({', '.join(first.classes)}). "

@@ -33,7 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
+    import signal
     import tempfile
     from pathlib import Path
 
@@ -55,15 +60,20 @@ def run(args: argparse.Namespace) -> int:
             f"fcnseg app: listening on {args.host}: other machines may reach this page",
             file=sys.stderr,
         )
-    with tempfile.TemporaryDirectory(prefix="fcnseg-app-") as work:
-        examples = app.example_images(args.examples, Path(work))
-        app.serve(
-            checkpoints,
-            host=args.host,
-            port=args.port,
-            examples=examples,
-            device=args.device,
-            precision=args.precision,
-            work_dir=Path(work),
-        )
+    # A service manager's SIGTERM stops the server as Ctrl-C does, so the folder is removed.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fcnseg-app-") as work:
+            examples = app.example_images(args.examples, Path(work))
+            app.serve(
+                checkpoints,
+                host=args.host,
+                port=args.port,
+                examples=examples,
+                device=args.device,
+                precision=args.precision,
+                work_dir=Path(work),
+            )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

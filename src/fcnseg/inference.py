@@ -2,22 +2,62 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fcnseg.errors import FcnsegError
+
+K = TypeVar("K")
+
 DEFAULT_TILE = 1024  # images with a side above this go through tiles
 DEFAULT_OVERLAP = 128
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU."""
+def pick_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; FcnsegError for an unknown or absent device."""
+    if isinstance(name, torch.device):
+        return name
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise FcnsegError(f"unknown device {name!r} (expected auto, cpu, cuda or cuda:N)") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FcnsegError(f"device {name!r}: CUDA is not available here (use cpu or auto)")
+    return device
+
+
+def check_tiling(tile: int, overlap: int, names: tuple[str, str] = ("tile", "overlap")) -> None:
+    """FcnsegError unless ``tile > overlap >= 0`` (whole numbers): every window must advance."""
+    for value, name in ((tile, names[0]), (overlap, names[1])):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise FcnsegError(f"{name} must be a whole number of pixels, got {value!r}")
+    if tile < 1:
+        raise FcnsegError(f"{names[0]} must be at least 1 pixel, got {tile}")
+    if overlap < 0:
+        raise FcnsegError(f"{names[1]} must be 0 or more pixels, got {overlap}")
+    if tile <= overlap:
+        raise FcnsegError(
+            f"{names[0]} ({tile}) must be larger than {names[1]} ({overlap}): tiles advance by "
+            f"{names[0]} - {names[1]} pixels"
+        )
+
+
+def check_scales(scales: Sequence[float], name: str = "tta_scales") -> tuple[float, ...]:
+    """The test-time scales as floats; FcnsegError unless they are positive numbers."""
+    try:
+        out = tuple(float(s) for s in scales)
+    except (TypeError, ValueError) as exc:
+        raise FcnsegError(f"{name} must be a list of positive numbers, got {scales!r}") from exc
+    if not out or not all(s > 0 and np.isfinite(s) for s in out):
+        raise FcnsegError(f"{name} must be positive numbers, got {list(scales)}")
+    return out
 
 
 def prepare(model: nn.Module, device: torch.device, channels_last: bool = True) -> nn.Module:
@@ -29,7 +69,7 @@ def prepare(model: nn.Module, device: torch.device, channels_last: bool = True) 
 def autocast(precision: str, device: torch.device):
     """A context for ``fp32`` (nothing) or ``bf16`` (autocast; needs CPU support, e.g. AVX512-BF16)."""
     if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        raise FcnsegError(f"precision must be fp32 or bf16, got {precision!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
@@ -40,9 +80,7 @@ def class_scores(
     """Scores ``(N, C, H, W)`` for images ``x``: the logits, or with test-time augmentation the
     mean class probabilities over the images resized by each of ``scales`` (bilinear) and, with
     ``flip``, their mirror images, each brought back to ``H x W`` before averaging."""
-    scales = tuple(float(s) for s in scales)
-    if any(s <= 0 for s in scales) or not scales:
-        raise ValueError(f"test-time scales must be positive numbers, got {scales}")
+    scales = check_scales(scales, "test-time scales")
     if scales == (1.0,) and not flip:
         return model(x)
     h, w = x.shape[-2:]
@@ -74,11 +112,33 @@ def predict_batch(
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of size ``tile`` covering ``length`` with at least ``overlap``."""
+    check_tiling(tile, overlap)
     if length <= tile:
         return [0]
     step = tile - overlap
     starts = list(range(0, length - tile, step))
     return [*starts, length - tile]
+
+
+def _stitched(image: Tensor, tile: int, overlap: int, window_fn: Callable) -> np.ndarray:
+    """``(..., H, W)`` from ``window_fn(window (1, 3, h, w)) -> (..., h, w)``, window by window,
+    keeping each window's centre (half the overlap from every edge it shares with another)."""
+    h, w = image.shape[-2:]
+    half = overlap // 2
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    th, tw = min(tile, h), min(tile, w)
+    out = None
+    for y in ys:
+        for x in xs:
+            pred = window_fn(image[None, :, y : y + th, x : x + tw])
+            if out is None:  # allocated from the first window: its dtype, its leading dims
+                out = np.zeros((*pred.shape[:-2], h, w), dtype=pred.dtype)
+            top = 0 if y == ys[0] else half
+            left = 0 if x == xs[0] else half
+            bottom = th if y == ys[-1] else th - half
+            right = tw if x == xs[-1] else tw - half
+            out[..., y + top : y + bottom, x + left : x + right] = pred[..., top:bottom, left:right]
+    return out
 
 
 @torch.no_grad()
@@ -94,26 +154,90 @@ def predict_labels(
     """Label map ``(H, W)`` uint8 for one image ``(3, H, W)`` float in [0, 1].
 
     Images larger than ``tile`` in a side are cut into ``tile x tile`` windows overlapping by
-    ``overlap``; each window's labels are kept only in its central part (half the overlap from an
-    inner edge), so seams never come from a window's border. Peak memory is one window's
-    activations (at the largest of ``scales``) plus the ``H x W`` label map, whatever the image
-    size. ``scales``/``flip``: test-time augmentation, see :func:`class_scores`.
+    ``overlap`` (``tile > overlap >= 0``); each window's labels are kept only in its central part
+    (half the overlap from an inner edge), so seams never come from a window's border. Peak memory
+    is one window's activations (at the largest of ``scales``) plus the ``H x W`` label map,
+    whatever the image size. ``scales``/``flip``: test-time augmentation, see
+    :func:`class_scores`.
     """
+    check_tiling(tile, overlap)
     h, w = image.shape[-2:]
     if h <= tile and w <= tile:
         return predict_batch(model, image[None], scales, flip)[0]
-    labels = np.zeros((h, w), dtype=np.uint8)
-    half = overlap // 2
-    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    for y in ys:
-        for x in xs:
-            th, tw = min(tile, h), min(tile, w)
-            window = image[None, :, y : y + th, x : x + tw]
-            pred = predict_batch(model, window, scales, flip)[0]
-            # Keep the centre: drop half the overlap on every side that borders another tile.
-            top = 0 if y == ys[0] else half
-            left = 0 if x == xs[0] else half
-            bottom = th if y == ys[-1] else th - half
-            right = tw if x == xs[-1] else tw - half
-            labels[y + top : y + bottom, x + left : x + right] = pred[top:bottom, left:right]
-    return labels
+    return _stitched(image, tile, overlap, lambda win: predict_batch(model, win, scales, flip)[0])
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: nn.Module,
+    image: Tensor,
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+) -> np.ndarray:
+    """Class probabilities ``(C, H, W)`` float32 for one image ``(3, H, W)`` float in [0, 1]:
+    the softmax of the logits, or with test-time augmentation the mean probabilities; tiled as
+    in :func:`predict_labels` (whose labels are their argmax, up to ties)."""
+    check_tiling(tile, overlap)
+    device = next(model.parameters()).device
+    tta = tuple(float(s) for s in scales) != (1.0,) or flip
+
+    def window(win: Tensor) -> np.ndarray:
+        x = win.to(device).contiguous(memory_format=torch.channels_last)
+        scores = class_scores(model, x, scales, flip).float()
+        return (scores if tta else scores.softmax(1))[0].cpu().numpy()
+
+    h, w = image.shape[-2:]
+    if h <= tile and w <= tile:
+        return window(image[None])
+    return _stitched(image, tile, overlap, window)
+
+
+def predict_many(
+    model: nn.Module,
+    items: Iterable[tuple[K, Tensor]],
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    batch_size: int = 4,
+    precision: str = "fp32",
+) -> Iterator[tuple[K, np.ndarray]]:
+    """``(key, labels (H, W) uint8)`` for each ``(key, image (3, H, W))``, in order.
+
+    Consecutive images of the same size (not over ``tile``) run together in batches of up to
+    ``batch_size``; larger ones go through :func:`predict_labels`' tiles. ``items`` is read
+    lazily, so memory holds one batch whatever the number of images. ``precision``: see
+    :func:`autocast`, entered around each batch only (never across a ``yield``).
+    """
+    check_tiling(tile, overlap)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise FcnsegError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    device = next(model.parameters()).device
+    autocast(precision, device)  # checks the name before any work
+    pending: list[tuple[K, Tensor]] = []
+
+    def flush() -> list[tuple[K, np.ndarray]]:
+        batch = torch.stack([im.to(device) for _, im in pending])
+        with autocast(precision, device):
+            labels = predict_batch(model, batch, scales, flip)
+        done = [(key, lab) for (key, _), lab in zip(pending, labels, strict=True)]
+        pending.clear()
+        return done
+
+    for key, image in items:
+        if pending and (image.shape != pending[0][1].shape or len(pending) == batch_size):
+            yield from flush()
+        if max(image.shape[-2:]) > tile:
+            with autocast(precision, device):
+                labels = predict_labels(
+                    model, image, tile=tile, overlap=overlap, scales=scales, flip=flip
+                )
+            yield key, labels
+        else:
+            pending.append((key, image))
+    if pending:
+        yield from flush()

@@ -11,6 +11,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fcnseg.checkpoint import atomic_write, load_checkpoint, model_from_checkpoint
+from fcnseg.commands.predict_video import add_video_arguments, predict_videos, split_videos
 from fcnseg.commands.tta import add_tta_arguments, tta_options
 from fcnseg.data.io import read_image, read_mask
 from fcnseg.data.layout import IMAGE_SUFFIXES, list_images
@@ -60,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=4, help="same-size images run together (default 4)"
     )
     add_tta_arguments(p)
+    add_video_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     model, info = model_from_checkpoint(ckpt, args.checkpoint)
     device = pick_device(args.device)
     model = prepare(model, device)
-    files = collect_inputs(args.input)
+    files, videos = split_videos(collect_inputs(args.input))  # videos by suffix
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     truth_dir = Path(args.truth) if args.truth else None
@@ -123,7 +125,10 @@ def run(args: argparse.Namespace) -> int:
             for path, rgb, labels in zip(chunk, rgbs, all_labels, strict=True):
                 _write_outputs(path, rgb, labels, info, out, truth_dir)
                 bar.update(1)
-    print(f"{len(files)} image(s) -> {out}")
+    if files:
+        print(f"{len(files)} image(s) -> {out}")
+    if videos:
+        predict_videos(args, videos, out, tta)
     return 0
 
 

@@ -28,7 +28,11 @@ def _open(path: Path) -> Image.Image:
 def read_image(path: str | Path) -> np.ndarray:
     """An RGB image ``(H, W, 3)`` uint8; grayscale, RGBA, palette and 16-bit images are converted."""
     path = Path(path)
-    img = _open(path)
+    return pil_to_rgb(_open(path), str(path))
+
+
+def pil_to_rgb(img: Image.Image, source: str = "image") -> np.ndarray:
+    """A PIL image as RGB ``(H, W, 3)`` uint8; 16/32-bit grayscale scaled by its type's range."""
     if img.mode == "RGB":
         return np.array(img)
     if img.mode.startswith("I"):  # 16/32-bit grayscale: scale to 8 bits by the type's range
@@ -38,7 +42,7 @@ def read_image(path: str | Path) -> np.ndarray:
         return np.repeat(gray[..., None], 3, axis=2)
     if img.mode in CONVERTIBLE:
         return np.array(img.convert("RGB"))
-    raise DataError(f"{path}: unsupported image mode {img.mode!r}")
+    raise DataError(f"{source}: unsupported image mode {img.mode!r}")
 
 
 def read_mask(path: str | Path, info: DatasetInfo) -> np.ndarray:

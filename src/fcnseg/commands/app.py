@@ -54,6 +54,12 @@ def run(args: argparse.Namespace) -> int:
                 "(a checkpoint written by fcnseg train)"
             )
         checkpoints = [best.name]
+    from fcnseg.checkpoint import load_checkpoint
+    from fcnseg.inference import pick_device
+
+    pick_device(args.device)  # every option is checked before the page is served
+    for ckpt in checkpoints:  # models load on first use; a bad file must not wait until then
+        load_checkpoint(ckpt)
     app.check_port(args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(

@@ -24,7 +24,9 @@ def test_python_dash_m_runs() -> None:
     assert proc.returncode == 0, proc.stderr
     from fcnseg.models import list_models
 
-    assert proc.stdout.split() == list_models()
+    listed = proc.stdout.split("\n\n")[0].splitlines()[1:]
+    assert [line.strip() for line in listed] == list_models()
+    assert "built-in models" in proc.stdout
     assert "fcn8s_vgg16" in proc.stdout and "fcn8s_efficientnet_lite0" in proc.stdout
 
 

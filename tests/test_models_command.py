@@ -81,4 +81,8 @@ def test_models_is_a_command_like_the_others(argv, capsys) -> None:
         code = exc.code
     assert code == 0
     out = capsys.readouterr().out
-    assert ("--summary" in out) if "--help" in argv else (out.split() == list_models())
+    if "--help" in argv:
+        assert "--summary" in out
+    else:
+        names = out.split("\n\n")[0].splitlines()[1:]
+        assert [n.strip() for n in names] == list_models() and "built-in models" in out

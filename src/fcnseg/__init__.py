@@ -1,13 +1,15 @@
 """fcnseg: semantic segmentation with Fully Convolutional Networks (Long et al., 2015).
 
-The Python API::
+The Python API, in two lines::
 
     import fcnseg
 
     seg = fcnseg.load("runs/d1/checkpoint_best.pt")
     labels = seg.predict("street.jpg")  # (H, W) uint8 class ids; seg.classes names them
 
-    result = fcnseg.train("dataset1_lite0_frozen", data="dataset1", out="runs/lite0")
+Examples:
+    >>> import fcnseg
+    >>> result = fcnseg.train("dataset1_lite0_frozen", data="dataset1", out="runs/lite0")
 
 ``import fcnseg`` stays light: torch is imported when ``load``, ``Segmenter`` or ``train`` is
 first used.
@@ -17,10 +19,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fcnseg.errors import FcnsegError
-
 __version__ = "0.1.0"
 __all__ = ["FcnsegError", "Segmenter", "__version__", "load", "train"]
+
+from fcnseg.errors import FcnsegError
 
 if TYPE_CHECKING:
     from fcnseg.api import Segmenter, load
@@ -30,7 +32,7 @@ _LAZY = {"load": "fcnseg.api", "Segmenter": "fcnseg.api", "train": "fcnseg.train
 
 
 def __getattr__(name: str) -> Any:
-    # PEP 562: imported on first use, so that `import fcnseg` stays fast and light (no torch).
+    # PEP 562: the API (and torch with it) is imported on first use, not by `import fcnseg`.
     if name in _LAZY:
         import importlib
 

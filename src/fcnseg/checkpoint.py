@@ -39,8 +39,11 @@ def save_checkpoint(path: str | Path, model: nn.Module, info: DatasetInfo, **ext
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read and check a checkpoint; CheckpointError with a one-line reason otherwise."""
-    path = Path(path)
+    """Read and check a checkpoint; CheckpointError with a one-line reason otherwise.
+
+    ``path`` may also be the name of a built-in model (``fcnseg models``), e.g. ``camvid_lite0``.
+    """
+    path = _builtin_or_path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
@@ -53,6 +56,22 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("arch", "dataset", "model"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
+    return _upcast(ckpt)
+
+
+# Built-in models (fcnseg.zoo): a name that is not an existing path resolves to the shipped,
+# sha256-checked file; shipped states are stored in fp16 and handed out in fp32.
+def _builtin_or_path(path: str | Path) -> Path:
+    from fcnseg import zoo
+
+    return zoo.resolve(path)
+
+
+def _upcast(ckpt: dict[str, Any]) -> dict[str, Any]:
+    if ckpt.get("storage") == "fp16":
+        ckpt["model"] = {
+            k: v.float() if v.dtype == torch.float16 else v for k, v in ckpt["model"].items()
+        }
     return ckpt
 
 

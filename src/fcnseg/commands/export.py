@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
+from fcnseg.errors import FcnsegError
+from fcnseg.files import check_writable_file
+
+MIN_OPSET = 18  # torch.onnx's dynamo exporter writes opset 18 and newer
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,13 +23,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by fcnseg train")
     p.add_argument("--out", required=True, help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=MIN_OPSET,
+        help=f"ONNX opset, {MIN_OPSET} (the exporter's lowest) or newer (default {MIN_OPSET})",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from fcnseg.export import check_onnx, export_onnx
 
+    check_opset(args.opset)
+    check_writable_file(args.out, "ONNX file (--out)")
     model, info = model_from_checkpoint(load_checkpoint(args.checkpoint), args.checkpoint)
     export_onnx(model, args.out, args.opset, info=info)
     for shape in ((1, 3, 97, 131), (2, 3, 45, 70)):
@@ -33,3 +44,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"onnxruntime vs PyTorch on {'x'.join(map(str, shape))}: max |diff| = {diff:.2e}")
     print(f"wrote {args.out}")
     return 0
+
+
+def check_opset(opset: int) -> None:
+    """FcnsegError unless the installed onnx package knows ``opset`` and the exporter writes it."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise FcnsegError("export needs onnx: pip install 'fcnseg[export]'") from exc
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise FcnsegError(f"--opset must be between {MIN_OPSET} and {newest}, got {opset}")

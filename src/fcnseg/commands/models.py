@@ -11,8 +11,9 @@ from fcnseg.errors import FcnsegError
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "models",
-        help="list the registered models",
-        description="List the registered models. With --summary, build each one and show its "
+        help="list the built-in trained models and the architectures",
+        description="List the built-in trained models (usable offline by name wherever a "
+        "checkpoint is accepted) and the registered architectures. With --summary, build each one and show its "
         "parameter count, where its ImageNet backbone weights (--weights-backbone imagenet) "
         "come from, and whether they are on this machine (usable offline).",
     )
@@ -63,15 +64,18 @@ NOTE = (
 
 
 def run(args: argparse.Namespace) -> int:
+    from fcnseg import zoo
     from fcnseg.models import list_models
 
-    if not args.summary:
-        print("\n".join(list_models()))
-        return 0
     if args.num_classes < 1:
         raise FcnsegError(f"--num-classes must be a positive integer, got {args.num_classes}")
-    rows = summary_rows(args.num_classes)
-    print(format_table(rows, args.num_classes))
-    if any(r[3] == "no" for r in rows):
-        print("\n" + textwrap.fill(NOTE, 100))
+    if not args.summary:
+        print("architectures (fcnseg train --model NAME; --summary for sizes and weights):")
+        print("\n".join(f"  {name}" for name in list_models()))
+    else:
+        rows = summary_rows(args.num_classes)
+        print(format_table(rows, args.num_classes))
+        if any(r[3] == "no" for r in rows):
+            print("\n" + textwrap.fill(NOTE, 100))
+    print("\n" + "\n".join(zoo.format_builtin_table()))
     return 0

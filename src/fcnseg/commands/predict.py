@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from fcnseg.commands.predict_video import add_video_arguments, predict_videos, split_videos
 from fcnseg.commands.tta import add_tta_arguments, tta_options
 from fcnseg.data.io import MAX_PIXELS_ENV, read_image, read_mask
 from fcnseg.data.layout import IMAGE_SUFFIXES, list_images
@@ -76,6 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=4, help="same-size images run together (default 4)"
     )
     add_tta_arguments(p)
+    add_video_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -181,15 +183,34 @@ def run(args: argparse.Namespace) -> int:
     from fcnseg.api import load
 
     tta = _check_options(args)
-    files = collect_inputs(args.input)
-    names = output_names(files)
+    inputs = collect_inputs(args.input)
+    names = dict(zip(inputs, output_names(inputs), strict=True))  # images and videos together
+    files, videos = split_videos(inputs)  # each video is opened now: a bad one fails first
     truth_dir = Path(args.truth) if args.truth else None
     truths = find_truths(files, truth_dir) if truth_dir else [None] * len(files)
-    if truth_dir is not None:
+    if truth_dir is not None and files:
         _warn_about_truths(files, truths, truth_dir)
     seg = load(args.checkpoint, device=args.device, precision=args.precision)
     out = Path(args.out)
     _mkdir(out)
+    if files:
+        _predict_images(seg, args, tta, files, [names[f] for f in files], truths, out)
+    if videos:
+        predict_videos(seg, args, videos, out, tta, names)
+    return 0
+
+
+def _predict_images(
+    seg,
+    args: argparse.Namespace,
+    tta: dict,
+    files: list[Path],
+    names: list[str],
+    truths: list[Path | None],
+    out: Path,
+) -> None:
+    """Segment the image files in batches and write each one's pictures as it comes."""
+    truth_dir = Path(args.truth) if args.truth else None
     options = {
         "tta_scales": tta["scales"],
         "tta_flip": tta["flip"],
@@ -210,7 +231,6 @@ def run(args: argparse.Namespace) -> int:
     if truth_dir is not None:
         done += f" ({triplets} with truth)"
     print(done)
-    return 0
 
 
 def _warn_about_truths(files: list[Path], truths: list[Path | None], truth_dir: Path) -> None:

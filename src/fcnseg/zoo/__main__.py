@@ -1,0 +1,86 @@
+"""``python -m fcnseg.zoo``: list the built-in models, or ship a trained checkpoint as one.
+
+Example (from a source checkout; writes src/fcnseg/zoo/camvid_lite0.{pt,json}):
+
+    python -m fcnseg.zoo ship runs/lite0_finetune/checkpoint_best.pt --name camvid_lite0 \\
+        --data ../shared/datasets/dataset1 --recipe configs/dataset1_lite0_finetune.yaml \\
+        --tta-scales 0.75 1 1.25 1.5 --tta-flip
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from fcnseg.errors import FcnsegError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m fcnseg.zoo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    listing = sub.add_parser("list", help="the shipped models with their dataset1 test metrics")
+    listing.add_argument("--root", help="zoo folder (default: the package's, src/fcnseg/zoo)")
+    p = sub.add_parser(
+        "ship",
+        help="convert a checkpoint into a built-in model (fp16) + manifest, replacing that name",
+    )
+    p.add_argument("checkpoint", help="a checkpoint written by fcnseg train")
+    p.add_argument("--name", required=True, help="built-in name, e.g. camvid_lite0")
+    p.add_argument("--data", required=True, help="dataset whose test split is evaluated")
+    p.add_argument("--recipe", required=True, help="the recipe(s) that trained it")
+    p.add_argument("--command", help="the training command (default: recorded in the checkpoint)")
+    p.add_argument(
+        "--tta-scales",
+        type=float,
+        nargs="+",
+        metavar="S",
+        help="also record metrics with test-time augmentation at these scales",
+    )
+    p.add_argument("--tta-flip", action="store_true", help="with --tta-scales: also mirror")
+    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
+    p.add_argument("--root", help="zoo folder (default: the package's, src/fcnseg/zoo)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from fcnseg import zoo
+
+    try:
+        if args.command == "list":
+            print("\n".join(zoo.format_builtin_table(args.root)))
+            return 0
+        from fcnseg.zoo.ship import ship_model
+
+        model = ship_model(
+            args.checkpoint,
+            args.name,
+            data=args.data,
+            recipe=args.recipe,
+            command=args.command,
+            tta_scales=args.tta_scales,
+            tta_flip=args.tta_flip,
+            device=args.device,
+            root=args.root,
+        )
+    except FcnsegError as exc:
+        print(f"python -m fcnseg.zoo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    man = model.manifest
+    tta = man["metrics_tta"]
+    extra = f", {tta['mean_iu']:.4f} with TTA {tta['tta']}" if tta else ""
+    print(
+        f"shipped {model.name}: {model.file} ({man['size_bytes'] / 1e6:.1f} MB, sha256 "
+        f"{man['sha256'][:12]}...), mean IU {man['metrics']['mean_iu']:.4f} on "
+        f"{man['evaluated_on']['data']} test{extra}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

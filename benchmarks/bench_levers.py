@@ -103,6 +103,24 @@ def lever_mkldnn(model: nn.Module, x: torch.Tensor) -> Callable:
     return lambda: m(x)
 
 
+def lever_bf16_autocast(model: nn.Module, x: torch.Tensor) -> Callable:
+    m = prepare(model, torch.device("cpu"))
+    inp = x.contiguous(memory_format=torch.channels_last)
+
+    def run() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return m(inp)
+
+    return run
+
+
+def lever_bf16_weights(model: nn.Module, x: torch.Tensor) -> Callable:
+    """Weights stored in bf16 once, instead of autocast casting them at every call."""
+    m = prepare(model, torch.device("cpu")).to(torch.bfloat16)
+    inp = x.contiguous(memory_format=torch.channels_last).to(torch.bfloat16)
+    return lambda: m(inp).float()
+
+
 LEVERS: dict[str, Callable] = {
     "eager_cl": lambda m, x: lever_eager(m, x, True),
     "eager_nchw": lambda m, x: lever_eager(m, x, False),
@@ -110,6 +128,8 @@ LEVERS: dict[str, Callable] = {
     "compile": lever_compile,
     "jit_freeze": lever_jit_freeze,
     "mkldnn": lever_mkldnn,
+    "bf16_autocast": lever_bf16_autocast,
+    "bf16_weights": lever_bf16_weights,
 }
 
 

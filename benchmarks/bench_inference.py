@@ -7,16 +7,17 @@ Usage:
 Prints the CPU (model, AVX/AVX-512/AMX flags, cores, torch threads) and the load average before
 and after: every number belongs to this machine at that load. Weights are random (speed does not
 depend on them). fcnseg runs each backend of :mod:`fcnseg.backends` (``torch``: channels-last
-eager; ``onnxruntime``: the ONNX export, fp32) and bf16 (CPU autocast) where the CPU has
-AVX512-BF16 or AMX. The peers run in their own virtual environments (built by
-``bash benchmarks/peers/setup.sh``), each in its own process at its own threading defaults, several
-times: TensorFlow's rate differs from process to process (bimodal on some machines), so the best
-run of each peer is the one compared.
+eager; ``onnxruntime``: the ONNX export, fp32) and bf16 where the CPU has AVX512-BF16 or AMX
+(autocast over weights stored in bf16, as ``load_backend`` does). The peers run in their own
+virtual environments (built by ``bash benchmarks/peers/setup.sh``), each in its own process at its
+own threading defaults, several times: TensorFlow's rate differs from process to process (bimodal
+on some machines), so the best run of each peer is the one compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -27,8 +28,8 @@ from pathlib import Path
 import torch
 from common import machine_summary, table
 
-from fcnseg.backends import build_onnx_model, onnxruntime_available
-from fcnseg.inference import autocast, prepare
+from fcnseg.backends import build_onnx_model, load_backend, onnxruntime_available
+from fcnseg.inference import autocast
 from fcnseg.models import build_model
 from fcnseg.precision import cpu_bf16_feature
 
@@ -77,11 +78,12 @@ def peer_rates(python: str, script: str, repeats: int, runs: int, batches: list[
 def fcnseg_rows(name: str, batches: list[int], repeats: int, peers: list[dict]) -> list[dict]:
     torch.manual_seed(0)
     model = build_model(name, num_classes=11).eval()
-    variants = [("torch fp32", prepare(model, CPU), "fp32")]
+    variants = [("torch fp32", load_backend(model, "torch"), "fp32")]
     if onnxruntime_available():
         variants.append(("onnxruntime fp32", build_onnx_model(model), "fp32"))
     if cpu_bf16_feature() is not None:
-        variants.append(("torch bf16", variants[0][1], "bf16"))
+        bf16 = load_backend(copy.deepcopy(model), "torch", precision="bf16")
+        variants.append(("torch bf16", bf16, "bf16"))
     rows = []
     for label, runner, precision in variants:
         for batch in batches:

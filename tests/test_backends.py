@@ -16,6 +16,7 @@ from fcnseg.backends import build_onnx_model, load_backend, onnx_cache_path, res
 from fcnseg.errors import FcnsegError
 from fcnseg.inference import autocast, class_scores, predict_batch, predict_labels, prepare
 from fcnseg.models import build_model
+from fcnseg.precision import cpu_bf16_feature
 
 pytest.importorskip("onnxruntime")
 CPU = torch.device("cpu")
@@ -183,6 +184,25 @@ def test_onnx_export_in_temp_folder_when_checkpoint_folder_is_not_writable(
 def test_torch_backend_is_the_prepared_model(small_vgg) -> None:
     model = load_backend(small_vgg, "torch", device=CPU)
     assert model is small_vgg and not model.training
+
+
+@pytest.mark.skipif(cpu_bf16_feature() is None, reason="this CPU has no AVX512-BF16/AMX")
+def test_bf16_backend_stores_bf16_weights_and_agrees_with_autocast(small_vgg) -> None:
+    import copy
+
+    x = torch.rand(2, 3, 61, 47, generator=torch.Generator().manual_seed(4))
+    reference = copy.deepcopy(small_vgg)
+    with autocast("bf16", CPU):
+        want = class_scores(prepare(reference, CPU), x).float()
+        model = load_backend(copy.deepcopy(small_vgg), "auto", precision="bf16", device=CPU)
+        assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+        got = class_scores(model, x).float()
+        labels = predict_batch(model, x)
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    assert (got.argmax(1) == want.argmax(1)).float().mean() > 0.98
+    assert (labels == want.argmax(1).numpy()).mean() > 0.98
+    with pytest.raises(FcnsegError, match="onnxruntime runs fp32 only"):
+        load_backend(small_vgg, "onnxruntime", precision="bf16")
 
 
 def test_labels_equal_torch_on_dataset1_images() -> None:

@@ -185,11 +185,18 @@ def load_backend(
 
     Call it after validating the other options and before the work starts; run the result inside
     :func:`fcnseg.inference.autocast` as before (autocast does not touch ONNX Runtime, which this
-    function only picks for fp32).
+    function only picks for fp32). For ``bf16`` the weights are stored in bf16 once: autocast
+    would otherwise convert them at every call (VGG16's fc6 alone is 0.4 GB in fp32), which
+    measured 1.36x slower on a Zen 4 CPU with AVX512-BF16. ``model`` itself is converted.
     """
     from fcnseg.inference import prepare
+    from fcnseg.precision import check_bf16
 
     device = device if device is not None else torch.device("cpu")
     if resolve_backend(backend, precision, device, checkpoint) == "onnxruntime":
         return build_onnx_model(model, checkpoint)
-    return prepare(model, device)
+    model = prepare(model, device)
+    if precision == "bf16":
+        check_bf16(device)
+        model = model.to(torch.bfloat16)
+    return model

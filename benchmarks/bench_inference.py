@@ -102,7 +102,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per configuration")
-    parser.add_argument("--peer-runs", type=int, default=3, help="processes per peer (best kept)")
+    parser.add_argument(
+        "--peer-runs", type=int, default=3, help="keras-segmentation processes (best kept)"
+    )
+    parser.add_argument(
+        "--torchfcn-runs", type=int, default=1, help="torchfcn processes (its rate is steady)"
+    )
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--models", nargs="+", default=["fcn8s_vgg16", "fcn8s_efficientnet_lite0"])
     parser.add_argument("--torchfcn-python", help="Python of a venv with torchfcn 1.9.7")
@@ -115,12 +120,12 @@ def main() -> None:
     if cpu_bf16_feature() is None:
         print("bf16: not measured, this CPU has neither AVX512-BF16 nor AMX")
     peers = []
-    for python, script, short in (
-        (args.torchfcn_python, "torchfcn_rate.py", "torchfcn"),
-        (args.keras_segmentation_python, "keras_segmentation_rate.py", "keras-seg"),
+    for python, script, short, runs in (
+        (args.torchfcn_python, "torchfcn_rate.py", "torchfcn", args.torchfcn_runs),
+        (args.keras_segmentation_python, "keras_segmentation_rate.py", "keras-seg", args.peer_runs),
     ):
         if python:
-            peer = peer_rates(python, script, args.repeats, args.peer_runs, args.batches)
+            peer = peer_rates(python, script, args.repeats, runs, args.batches)
             peer["short"] = short
             runs = "; ".join(
                 ", ".join(f"b{b} {r:.2f}" for b, r in rates.items()) for rates in peer["all"]
@@ -142,8 +147,8 @@ def main() -> None:
         rows.extend(fcnseg_rows(name, args.batches, args.repeats, peers))
     columns = list(dict.fromkeys(c for r in rows for c in r))
     print(
-        f"\nimages/s, best of {args.repeats} calls (peers: best of {args.peer_runs} processes, at "
-        "their own threading defaults); every number from the machine above"
+        f"\nimages/s, best of {args.repeats} calls (keras-segmentation: best of {args.peer_runs} "
+        "processes; peers at their own threading defaults); every number from the machine above"
     )
     print(table(rows, columns))
     print(machine_summary(load_only=True))

@@ -121,6 +121,26 @@ def lever_bf16_weights(model: nn.Module, x: torch.Tensor) -> Callable:
     return lambda: m(inp).float()
 
 
+def lever_bf16_compile(model: nn.Module, x: torch.Tensor) -> Callable:
+    """bf16 weights under torch.compile (inductor, freezing: prepacked weights, fused ReLU)."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    m = prepare(model, torch.device("cpu")).to(torch.bfloat16)
+    compiled = torch.compile(m, backend="inductor", dynamic=False)
+    inp = x.contiguous(memory_format=torch.channels_last).to(torch.bfloat16)
+    return lambda: compiled(inp).float()
+
+
+def lever_bf16_jit_freeze(model: nn.Module, x: torch.Tensor) -> Callable:
+    m = prepare(model, torch.device("cpu")).to(torch.bfloat16)
+    inp = x.contiguous(memory_format=torch.channels_last).to(torch.bfloat16)
+    with torch.no_grad():
+        traced = torch.jit.trace(m, inp, check_trace=False)
+    frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+    return lambda: frozen(inp).float()
+
+
 LEVERS: dict[str, Callable] = {
     "eager_cl": lambda m, x: lever_eager(m, x, True),
     "eager_nchw": lambda m, x: lever_eager(m, x, False),
@@ -130,6 +150,8 @@ LEVERS: dict[str, Callable] = {
     "mkldnn": lever_mkldnn,
     "bf16_autocast": lever_bf16_autocast,
     "bf16_weights": lever_bf16_weights,
+    "bf16_compile": lever_bf16_compile,
+    "bf16_jit_freeze": lever_bf16_jit_freeze,
 }
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared check for a machine with a GPU, in under 8 minutes (each step has a time limit):
-# install, the GPU-relevant tests, a few epochs of the classic recipe (configs/seed.yaml, random
+# install, the GPU-relevant tests, a few epochs of the classic recipe (`--config seed`, random
 # weights) on dataset1 when present, inference fp32/bf16/fp16 at batch 1/8/32, a Markdown report.
 #
 # Usage: bash benchmarks/gpu_check.sh [--dry-run] [REPORT_DIR]
@@ -87,7 +87,7 @@ else
   echo "- data: $data" >>"$report"
 fi
 # The classic recipe, random weights (no download), a few epochs: bf16-mixed, feature cache on.
-step seed_recipe 120 "$py" -m fcnseg train --config configs/seed.yaml --data "$data" --out "$run_dir" \
+step seed_recipe 120 "$py" -m fcnseg train --config seed --data "$data" --out "$run_dir" \
   --weights-backbone none --epochs "$epochs" --accelerator "$accel" --precision bf16-mixed \
   --workers 2 $fc
 test_images=$data/images_prepped_test

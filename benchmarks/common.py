@@ -26,3 +26,58 @@ def table(rows: list[dict], columns: list[str]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")
     return "\n".join(lines)
+
+
+SIMD_PREFIXES = ("avx", "amx", "fma")
+
+
+def cpu_info() -> dict[str, str]:
+    """CPU model, its AVX/AVX-512/AMX flags and the core count, from /proc/cpuinfo (Linux)."""
+    import os
+    import platform
+
+    fields: dict[str, str] = {}
+    flags: set[str] = set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key in ("model name", "cpu family", "model") and key not in fields:
+            fields[key] = value
+        elif key == "flags" and not flags:
+            flags = {f for f in value.split() if f.startswith(SIMD_PREFIXES)}
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields:
+        model += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    return {"model": model, "flags": " ".join(sorted(flags)), "cores": str(os.cpu_count())}
+
+
+def load() -> str:
+    """The 1/5/15-minute load averages (other jobs on a shared machine slow every number)."""
+    import os
+
+    try:
+        return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def machine_summary(load_only: bool = False) -> str:
+    """Lines saying which machine the numbers belong to, and how busy it was."""
+    if load_only:
+        return f"load average (1/5/15 min): {load()}"
+    import torch
+
+    info = cpu_info()
+    return "\n".join(
+        [
+            f"machine: {info['model']}; {info['cores']} cores; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, CPU capability "
+            f"{torch.backends.cpu.get_cpu_capability()}",
+            f"SIMD flags: {info['flags'] or 'none found'}",
+            f"load average (1/5/15 min): {load()}",
+        ]
+    )

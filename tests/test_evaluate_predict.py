@@ -15,6 +15,7 @@ from torch import nn
 
 from fcnseg.cli import main
 from fcnseg.inference import class_scores, predict_labels
+from fcnseg.precision import cpu_bf16_feature
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +273,9 @@ def test_export_lite0_with_dynamic_sizes(tmp_path: Path) -> None:
         assert check_onnx(model, tmp_path / "lite0.onnx", shape) < 1e-3
 
 
+@pytest.mark.skipif(
+    cpu_bf16_feature() is None, reason="this CPU has no AVX512-BF16/AMX: --precision bf16 refuses"
+)
 def test_batched_and_bf16_prediction(trained, tmp_path: Path) -> None:
     from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
     from fcnseg.inference import autocast, predict_batch, prepare

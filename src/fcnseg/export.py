@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -66,6 +67,10 @@ def export_onnx(
     ``session.get_modelmeta().custom_metadata_map``.
     """
     model = model.eval()
+    if any(not p.is_contiguous() for p in model.parameters()):
+        # torch.export guards channels-last weights on the batch size (torch 2.14: "batch <= 2"),
+        # which breaks the dynamic batch; a row-major copy exports the same function.
+        model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     example = torch.rand(1, 3, 97, 131)
     batch, height, width = (
         torch.export.Dim(n, min=1, max=8192) for n in ("batch", "height", "width")

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fcnseg.errors import FcnsegError
+from fcnseg.precision import check_bf16
 
 K = TypeVar("K")
 
@@ -67,9 +68,12 @@ def prepare(model: nn.Module, device: torch.device, channels_last: bool = True) 
 
 
 def autocast(precision: str, device: torch.device):
-    """A context for ``fp32`` (nothing) or ``bf16`` (autocast; needs CPU support, e.g. AVX512-BF16)."""
+    """A context for ``fp32`` (nothing) or ``bf16`` (autocast). FcnsegError where the device has
+    no fast bf16 (see :func:`fcnseg.precision.check_bf16`): there bf16 is emulated, slower than fp32."""
     if precision not in ("fp32", "bf16"):
         raise FcnsegError(f"precision must be fp32 or bf16, got {precision!r}")
+    if precision == "bf16":
+        check_bf16(device)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 

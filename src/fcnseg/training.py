@@ -74,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
     "num_vis": 4,
     "dropout": None,
     "fc_channels": None,
+    "input_scale": None,
 }
 OPTIMIZERS = ("sgd", "adamw")
 METRIC_COLUMNS = [
@@ -155,6 +156,11 @@ def validate_config(cfg: dict[str, Any]) -> None:
         not isinstance(cfg["unfreeze_at"], int) or cfg["unfreeze_at"] < 1
     ):
         raise FcnsegError(f"--unfreeze-at must be an epoch number >= 1, got {cfg['unfreeze_at']!r}")
+    scale = cfg["input_scale"]
+    if scale is not None and (
+        isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale <= 4
+    ):
+        raise FcnsegError(f"--input-scale must be a number in (0, 4], got {scale!r}")
     if not cfg["data"]:
         raise FcnsegError("--data is required (a dataset folder)")
     if not cfg["out"]:
@@ -374,6 +380,7 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
         weights_backbone=cfg["weights_backbone"],
         dropout=cfg["dropout"],
         fc_channels=cfg["fc_channels"],
+        input_scale=cfg["input_scale"],
     )
     run_info = {
         "fcnseg_version": __version__,

@@ -124,6 +124,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="fc6/fc7 width (4096, needed for VGG16's own fc weights; smaller only from scratch)",
     )
+    p.add_argument(
+        "--input-scale",
+        type=float,
+        metavar="S",
+        help="the model runs on images resized by S and returns labels at the input size; "
+        "saved with the model (default: the model's own, 1)",
+    )
     p.set_defaults(func=run)
 
 

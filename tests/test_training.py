@@ -402,3 +402,52 @@ def test_train_on_a_small_copy_of_dataset1(
         == "test"
     )
     assert (run / "img" / "epoch_002.png").is_file() and (run / "curves.png").is_file()
+
+
+def test_weight_ema_follows_the_recursion_with_warm_up() -> None:
+    from fcnseg.ema import WeightEMA
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    ema = WeightEMA(model, decay=0.2)
+    expected = model[0].weight.detach().clone()
+    for step in range(1, 4):
+        with torch.no_grad():
+            model[0].weight.add_(1.0)
+        model[1].num_batches_tracked += 1
+        d = [2 / 11, 0.2, 0.2][step - 1]  # warm-up (1 + n) / (10 + n), then the 0.2 cap
+        expected = d * expected + (1 - d) * model[0].weight.detach()
+        ema.update(model)
+        torch.testing.assert_close(ema.module[0].weight, expected)
+    assert ema.steps == 3 and int(ema.module[1].num_batches_tracked) == 3
+    assert not any(p.requires_grad for p in ema.module.parameters())
+    with pytest.raises(ValueError, match="decay must be in"):
+        WeightEMA(model, 1.0)
+
+
+def test_ema_is_what_is_validated_saved_and_resumed(
+    tiny_data: Path, tmp_path: Path, capsys
+) -> None:
+    common = ("--ema", "0.9", "--lr-schedule", "constant", "--freeze", "none")
+    straight = tmp_path / "straight"
+    assert main(train_args(tiny_data, straight, *common)) == 0
+    ckpt = load_checkpoint(straight / "checkpoint_last.pt")
+    assert ckpt["ema_steps"] == 4  # 8 images, batch 4, 2 epochs
+    key = "score_fr.weight"
+    assert not torch.equal(ckpt["model"][key], ckpt["train_model"][key])
+    # The validation metrics of the last epoch are the saved (averaged) model's.
+    out = tmp_path / "eval.json"
+    ckpt_path = str(straight / "checkpoint_last.pt")
+    assert main(["evaluate", "--checkpoint", ckpt_path, "--data", str(tiny_data), "--split",
+                 "val", "--json", str(out)]) == 0  # fmt: skip
+    evaluated = yaml.safe_load(out.read_text())
+    assert float(_rows(straight)[-1]["mean_iu"]) == pytest.approx(evaluated["mean_iu"], abs=1e-4)
+    # Stopped after epoch 1 and resumed: the same run as without the stop.
+    split = tmp_path / "split"
+    assert main(train_args(tiny_data, split, *common, "--epochs", "1")) == 0
+    assert main(["train", "--resume", str(split), "--epochs", "2"]) == 0
+    keys = ("train_loss", "pixel_acc", "mean_iu", "fw_iu")
+    assert [{k: r[k] for k in keys} for r in _rows(split)] == [
+        {k: r[k] for k in keys} for r in _rows(straight)
+    ]
+    with pytest.raises(FcnsegError, match="--ema must be a decay"):
+        resolve_config({"data": "d", "out": "o", "ema": 1.5}, None)

@@ -30,6 +30,7 @@ from fcnseg import __version__
 from fcnseg.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from fcnseg.data import SegmentationDataset, median_frequency_weights, open_dataset, scan_split
 from fcnseg.data.transforms import AUGMENTS, eval_transform, train_transform
+from fcnseg.ema import WeightEMA
 from fcnseg.engine import evaluate, train_one_epoch
 from fcnseg.errors import FcnsegError
 from fcnseg.feature_cache import FeatureCache, cacheable
@@ -75,6 +76,7 @@ DEFAULTS: dict[str, Any] = {
     "dropout": None,
     "fc_channels": None,
     "input_scale": None,
+    "ema": None,
 }
 OPTIMIZERS = ("sgd", "adamw")
 METRIC_COLUMNS = [
@@ -161,6 +163,11 @@ def validate_config(cfg: dict[str, Any]) -> None:
         isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale <= 4
     ):
         raise FcnsegError(f"--input-scale must be a number in (0, 4], got {scale!r}")
+    ema = cfg["ema"]
+    if ema is not None and (
+        isinstance(ema, bool) or not isinstance(ema, int | float) or not 0 < ema < 1
+    ):
+        raise FcnsegError(f"--ema must be a decay in (0, 1), e.g. 0.999, got {ema!r}")
     if not cfg["data"]:
         raise FcnsegError("--data is required (a dataset folder)")
     if not cfg["out"]:
@@ -403,7 +410,9 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
     last = run_dir / "checkpoint_last.pt"
     if resume and last.is_file():
         ckpt = load_checkpoint(last)
-        model.load_state_dict(ckpt["model"])
+        # With --ema, "model" holds the average (what evaluate and predict use) and
+        # "train_model" the weights that training continues from.
+        model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
         start_epoch, best = int(ckpt["epoch"]), float(ckpt["best_mean_iu"])
         history = [h for h in read_history(run_dir) if h["epoch"] <= start_epoch]
         run_info = ckpt.get("run_info", run_info)
@@ -426,6 +435,11 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
         net = net.module
     if hasattr(model, "mark_forward_method"):  # decode() runs through DDP when features are cached
         model.mark_forward_method("decode")
+    # --ema: validation, pictures and checkpoints use the weights' moving average.
+    ema = WeightEMA(net, cfg["ema"]) if cfg["ema"] else None
+    if ema is not None and ckpt is not None and "train_model" in ckpt:
+        ema.load(ckpt["model"], ckpt["ema_steps"])
+    shown = ema.module if ema is not None else net
 
     train_ds = SegmentationDataset(
         train_scan.samples,
@@ -517,6 +531,7 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
             )
             val_loader = DataLoader(caches["val"], batch_size=val_bs)
             forward = _forward_features(model)
+            val_forward = _forward_features(shown) if ema is not None else forward
         else:
             workers = _workers(cfg)
             loader = DataLoader(
@@ -530,6 +545,7 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
             )
             val_loader = DataLoader(val_ds, batch_size=val_bs, num_workers=workers)
             forward = _forward_images(model)
+            val_forward = _forward_images(shown) if ema is not None else forward
         loader, val_loader = fabric.setup_dataloaders(loader, val_loader)
         if hasattr(loader.sampler, "set_epoch"):
             loader.sampler.set_epoch(epoch)
@@ -539,6 +555,8 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
         )
 
         def on_step(step: int, loss: float, bar: tqdm = bar) -> None:
+            if ema is not None:
+                ema.update(net)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
 
@@ -554,7 +572,7 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
         bar.close()
         net.eval()
         cm = evaluate(
-            forward,
+            val_forward,
             val_loader,
             info.num_classes,
             info.ignore_index,
@@ -583,11 +601,13 @@ def _train(fabric, cfg: dict[str, Any], resume: bool) -> dict[str, Any]:
                 "config": cfg,
                 "run_info": run_info,
             }
-            save_checkpoint(last, net, info, **extra)
+            if ema is not None:
+                extra.update(train_model=net.state_dict(), ema_steps=ema.steps)
+            save_checkpoint(last, shown, info, **extra)
             if improved:
-                save_checkpoint(run_dir / "checkpoint_best.pt", net, info, **extra)
+                save_checkpoint(run_dir / "checkpoint_best.pt", shown, info, **extra)
             write_history(run_dir, history)
-            _pictures(net, val_ds, vis_idx, info, run_dir, epoch, m, history)
+            _pictures(shown, val_ds, vis_idx, info, run_dir, epoch, m, history)
             say(
                 f"epoch {epoch}/{cfg['epochs']}: loss {stats['loss']:.4f}  "
                 f"pixel acc {m['pixel_acc']:.3f}  mean acc {m['mean_acc']:.3f}  "

@@ -131,6 +131,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the model runs on images resized by S and returns labels at the input size; "
         "saved with the model (default: the model's own, 1)",
     )
+    p.add_argument(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="validate and save an exponential moving average of the weights, e.g. 0.999 "
+        "(warm-up min(DECAY, (1+n)/(10+n)) over n steps; default off)",
+    )
     p.set_defaults(func=run)
 
 

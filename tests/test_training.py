@@ -367,6 +367,41 @@ def test_lite0_recipes_chain_frozen_then_fine_tune(tiny_data: Path, tmp_path: Pa
     assert not torch.equal(a[stem], b[stem])  # ...and the backbone itself learned
 
 
+def test_best_recipes_chain_frozen_then_fine_tune(tiny_data: Path, tmp_path: Path) -> None:
+    """configs/dataset1_best_*.yaml, shortened, on tiny data, from the frozen run's folder as the
+    fine-tuning recipe names it (runs/d1_best_frozen, relative to the working directory)."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    frozen_cfg = resolve_config({"data": "d", "out": "o"}, str(root / "dataset1_best_frozen.yaml"))
+    fine_cfg = resolve_config({"data": "d", "out": "o"}, str(root / "dataset1_best_finetune.yaml"))
+    assert fine_cfg["init_from"] == "runs/d1_best_frozen/checkpoint_last.pt"
+    assert (fine_cfg["model"], fine_cfg["input_scale"]) == (
+        frozen_cfg["model"],
+        frozen_cfg["input_scale"],
+    )
+    short = ("--epochs", "1", "--batch-size", "4", "--workers", "0", "--num-vis", "1")
+    common = ["--data", str(tiny_data), "--weights-backbone", "none", *short]
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        frozen = Path("runs/d1_best_frozen")
+        config = str(root / "dataset1_best_frozen.yaml")
+        assert main(["train", "--config", config, "--out", str(frozen), *common]) == 0
+        config = str(root / "dataset1_best_finetune.yaml")
+        fine = ["--out", "fine", "--crop-size", "32"]
+        assert main(["train", "--config", config, *fine, *common]) == 0
+    finally:
+        os.chdir(cwd)
+    a = load_checkpoint(tmp_path / frozen / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "fine" / "checkpoint_last.pt")
+    assert a["arch"] == b["arch"] and a["arch"]["input_scale"] == frozen_cfg["input_scale"]
+    bn = "backbone.body.bn1.running_mean"
+    torch.testing.assert_close(a["model"][bn], b["model"][bn])  # norm_eval while fine-tuning
+    stem = "backbone.body.conv_stem.weight"
+    assert not torch.equal(a["model"][stem], b["model"][stem])  # the backbone learned
+    model, _ = model_from_checkpoint(b)
+    assert model(torch.rand(1, 3, 33, 35)).shape == (1, 4, 33, 35)
+
+
 DATASET1 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dataset1"
 
 

@@ -1,4 +1,4 @@
-"""Other backbones: timm feature extractors and EfficientNet-Lite0 with offline ImageNet weights."""
+"""Other backbones: timm feature extractors and EfficientNet-Lite0/1/2 with offline ImageNet weights."""
 
 from __future__ import annotations
 
@@ -11,38 +11,66 @@ from fcnseg.errors import WeightsError
 from fcnseg.freeze import apply_freeze
 from fcnseg.models import build_model
 from fcnseg.models.state_files import load_state_file
-from fcnseg.models.timm_backbones import lite0_imagenet_file, lite0_to_timm
+from fcnseg.models.timm_backbones import lite_imagenet_file, lite_to_timm, stage_repeats
+
+# Each variant at the resolution its weights were trained at (the reference pads for that size).
+LITE_RESOLUTION = {0: 224, 1: 240, 2: 260}
 
 
-def test_lite0_key_mapping_reproduces_the_reference_imagenet_logits() -> None:
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_lite_key_mapping_reproduces_the_reference_imagenet_logits(version: int) -> None:
     timm = pytest.importorskip("timm")
     reference = pytest.importorskip("efficientnet_lite_pytorch")
-    path = lite0_imagenet_file()
+    path = lite_imagenet_file(version)
     ref = reference.EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=str(path)
+        f"efficientnet-lite{version}", weights_path=str(path)
     ).eval()
-    mapped = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
-    mapped.load_state_dict(lite0_to_timm(load_state_file(path)))  # strict: every key placed
-    x = torch.rand(2, 3, 224, 224) * 2 - 1
+    mapped = timm.create_model(f"tf_efficientnet_lite{version}", pretrained=False).eval()
+    # strict: every key placed, every shape right
+    mapped.load_state_dict(lite_to_timm(load_state_file(path), stage_repeats(mapped)))
+    size = LITE_RESOLUTION[version]
+    x = torch.rand(2, 3, size, size) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(mapped(x), ref(x), rtol=1e-5, atol=1e-5)
+        out = mapped(x)
+        torch.testing.assert_close(out, ref(x), rtol=1e-5, atol=1e-5)
+    assert out.shape == (2, 1000)
 
 
-def test_lite0_imagenet_needs_no_network_and_uses_its_preprocessing(monkeypatch) -> None:
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_lite_imagenet_needs_no_network_and_uses_its_preprocessing(
+    monkeypatch, version: int
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    model = build_model("fcn8s_efficientnet_lite0", num_classes=11, weights_backbone="imagenet")
-    state = lite0_to_timm(load_state_file(lite0_imagenet_file()))
-    torch.testing.assert_close(
-        model.backbone.body.state_dict()["conv_stem.weight"], state["conv_stem.weight"]
-    )
+    name = f"fcn8s_efficientnet_lite{version}"
+    model = build_model(name, num_classes=11, weights_backbone="imagenet")
+    state = load_state_file(lite_imagenet_file(version))
+    state = lite_to_timm(state, stage_repeats(model.backbone.body))
+    own = model.backbone.body.state_dict()
+    for key in ("conv_stem.weight", "blocks.5.0.conv_pw.weight"):
+        torch.testing.assert_close(own[key], state[key])
     x = torch.rand(1, 3, 5, 5)
     torch.testing.assert_close((x - model.mean) / model.std, (x * 255 - 127) / 128)
     assert model(torch.rand(1, 3, 97, 131)).shape == (1, 11, 97, 131)
 
 
-def test_lite0_mapping_refuses_unknown_keys() -> None:
-    with pytest.raises(WeightsError, match="unexpected EfficientNet-Lite0 key _blocks.0._weird"):
-        lite0_to_timm({"_blocks.0._weird.weight": torch.zeros(1)})
+def test_lite_mapping_refuses_unknown_keys_and_other_variants() -> None:
+    with pytest.raises(WeightsError, match="unexpected EfficientNet-Lite key _blocks.0._weird"):
+        lite_to_timm({"_blocks.0._weird.weight": torch.zeros(1)}, (1,))
+    lite1 = load_state_file(lite_imagenet_file(1))
+    with pytest.raises(WeightsError, match="21 blocks, this backbone has 16"):
+        lite_to_timm(lite1, (1, 2, 2, 3, 3, 4, 1))  # Lite0's stages
+    with pytest.raises(WeightsError, match="21 blocks, this backbone has 16"):
+        build_model(
+            "fcn8s_efficientnet_lite0", num_classes=3, weights_backbone=lite_imagenet_file(1)
+        )
+
+
+def test_lite2_weights_into_lite1_are_refused_by_shape() -> None:
+    # Same block count (21) but wider: the shapes tell them apart.
+    with pytest.raises(WeightsError, match="does not fit this backbone: wrong shapes"):
+        build_model(
+            "fcn8s_efficientnet_lite1", num_classes=3, weights_backbone=lite_imagenet_file(2)
+        )
 
 
 def test_timm_imagenet_offline_fails_clearly(monkeypatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 from pathlib import Path
 
@@ -226,6 +227,34 @@ def test_full_augment_pads_masks_with_ignore_label() -> None:
     assert image.shape == (3, 64, 64) and mask.shape == (64, 64) and mask.dtype == torch.int64
     assert (mask == 11).sum() == 64 * 64 - 30 * 40
     assert set(mask.unique().tolist()) <= {0, 1, 2, 11}
+
+
+def test_strong_augment_changes_colours_more_and_never_the_mask() -> None:
+    torch.manual_seed(0)
+    random.seed(0)
+    spreads = {}
+    for augment in ("full", "strong"):
+        transform = train_transform(augment, ignore_index=11, crop_size=30, scale=(1.0, 1.0))
+        means = []
+        for _ in range(60):
+            image, mask = transform(*_pair(30, 40))
+            assert image.dtype == torch.float32 and 0 <= image.min() and image.max() <= 1
+            assert set(mask.unique().tolist()) <= {0, 1, 2}  # labels never blurred or jittered
+            means.append(image.mean().item())
+        spreads[augment] = torch.tensor(means).std().item()
+    assert spreads["strong"] > 1.3 * spreads["full"]
+
+
+def test_random_gamma_darkens_or_brightens_images_only() -> None:
+    from fcnseg.data.transforms import RandomGamma
+
+    image, mask = _pair()
+    dark, same_mask = RandomGamma(1.5, 1.5, p=1.0)(image, mask)
+    assert torch.equal(same_mask, mask)
+    expected = ((image.float() / 255) ** 1.5 * 255).round()
+    assert (dark.float() - expected).abs().max() <= 1
+    untouched, _ = RandomGamma(1.5, 1.5, p=0.0)(image, mask)
+    assert torch.equal(untouched, image)
 
 
 def test_verify_data_cli_ok_and_bad(data: Path, capsys) -> None:

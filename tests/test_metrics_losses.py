@@ -81,6 +81,49 @@ def test_seed_loss_is_safe_one_vs_all() -> None:
     assert torch.isfinite(wrong) and wrong.item() == pytest.approx(200.0, rel=1e-4)
 
 
+def test_lovasz_equals_one_minus_iou_on_hard_predictions() -> None:
+    # The Lovász extension is exact at the vertices: for a 0/1 prediction it is the mean over the
+    # classes present in the truth of 1 - IoU, computed here by hand on a 2x3 image.
+    from fcnseg.losses import lovasz_softmax
+
+    target = torch.tensor([[[0, 0, 1], [1, 2, 255]]])
+    pred = torch.tensor([[[0, 1, 1], [1, 1, 0]]])  # the last pixel is void: does not count
+    logits = F.one_hot(pred, 3).permute(0, 3, 1, 2).float() * 1e4
+    # class 0: truth {0,1}, pred {0} -> IoU 1/2; class 1: truth {2,3}, pred {1,2,3,4} -> 2/4;
+    # class 2: truth {4}, pred {} -> 0.
+    expected = ((1 - 1 / 2) + (1 - 2 / 4) + (1 - 0)) / 3
+    assert lovasz_softmax(logits, target, 255).item() == pytest.approx(expected, abs=1e-6)
+    perfect = F.one_hot(target.clamp(max=2), 3).permute(0, 3, 1, 2).float() * 1e4
+    assert lovasz_softmax(perfect, target, 255).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_lovasz_gradient_is_the_jaccard_increments() -> None:
+    from fcnseg.losses import lovasz_grad
+
+    # Truth sorted by decreasing error: 1, 0, 1. Jaccard losses of the prefixes: 1 - (2-1)/2,
+    # 1 - (2-1)/3, 1 - 0/3 -> 0.5, 2/3, 1; the gradient is their increments.
+    g = lovasz_grad(torch.tensor([1.0, 0.0, 1.0]))
+    torch.testing.assert_close(g, torch.tensor([0.5, 2 / 3 - 0.5, 1 - 2 / 3]))
+
+
+def test_ohem_averages_only_the_hardest_pixels() -> None:
+    from fcnseg.losses import ohem_loss
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 4, 6, 5), torch.randint(0, 4, (2, 6, 5))
+    target[0, 0] = 255
+    per_pixel = F.cross_entropy(logits, target, ignore_index=255, reduction="none")
+    valid = per_pixel[target != 255]
+    hardest = valid.sort(descending=True).values[: int(0.25 * valid.numel())]
+    got = ohem_loss(logits, target, 255, None, keep=0.25, min_kept=1)
+    assert got.item() == pytest.approx(hardest.mean().item(), rel=1e-6)
+    assert got.item() > valid.mean().item()
+    # min_kept above the valid count: plain cross-entropy over every valid pixel.
+    assert ohem_loss(logits, target, 255, None).item() == pytest.approx(
+        F.cross_entropy(logits, target, ignore_index=255).item(), rel=1e-6
+    )
+
+
 def test_parse_class_weights() -> None:
     assert parse_class_weights("none", 3) is None
     assert parse_class_weights("median-freq", 3) == "median-freq"

@@ -160,3 +160,48 @@ def test_matrix_upsampling_equals_bilinear_transpose_conv(factor: int) -> None:
     size = (3 * factor - 5, 5 * factor - 3)
     out = BilinearUpsample(factor)(x, size)
     torch.testing.assert_close(out, ref[..., : size[0], : size[1]])
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("fcn8s_vgg16", {"fc_channels": 16}), ("fcn8s_efficientnet_lite0", {})],
+)
+@pytest.mark.parametrize(("scale", "size"), [(1.25, (56, 88)), (0.5, (23, 35))])
+def test_input_scale_runs_the_network_on_the_resized_image(
+    name: str, kwargs: dict, scale: float, size: tuple[int, int]
+) -> None:
+    torch.manual_seed(0)
+    plain = build_model(name, num_classes=3, **kwargs).eval()
+    for layer in SCORES:
+        if hasattr(plain, layer):
+            nn.init.normal_(score_conv(plain, layer).weight, std=0.1)
+    scaled = build_model(name, num_classes=3, input_scale=scale, **kwargs).eval()
+    scaled.load_state_dict(plain.state_dict())
+    assert scaled.arch == {"name": name, "num_classes": 3, "input_scale": scale, **kwargs}
+    x = torch.rand(2, 3, 45, 70)
+    with torch.no_grad():
+        # 45 x 70 times 1.25 is 56.25 x 87.5 -> 56 x 88 (half up); times 0.5 -> 23 x 35.
+        small = F.interpolate(x, size, mode="bilinear", antialias=scale < 1)
+        expected = F.interpolate(plain(small), (45, 70), mode="bilinear")
+        got = scaled(x)
+        torch.testing.assert_close(got, expected)
+        # The feature cache's path (encode once, decode every epoch) gives the same logits.
+        torch.testing.assert_close(scaled.decode(scaled.encode(x), (45, 70)), got)
+        assert scaled(torch.rand(1, 3, 1, 1)).shape == (1, 3, 1, 1)
+
+
+def test_input_scale_is_checked_and_survives_a_checkpoint(tmp_path) -> None:
+    from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    from fcnseg.data.info import DATASET1
+
+    for bad in (0, -1.0, 5.0, "2"):
+        with pytest.raises(ValueError, match="input_scale must be a number in"):
+            build_model("fcn8s_efficientnet_lite0", num_classes=3, input_scale=bad)
+    model = build_model("fcn8s_efficientnet_lite0", num_classes=11, input_scale=1.5).eval()
+    nn.init.normal_(score_conv(model, "score_fr").weight, std=0.1)
+    save_checkpoint(tmp_path / "c.pt", model, DATASET1)
+    again, _ = model_from_checkpoint(load_checkpoint(tmp_path / "c.pt"))
+    assert again.input_scale == 1.5
+    x = torch.rand(1, 3, 40, 52)
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), model(x))

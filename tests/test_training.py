@@ -113,6 +113,31 @@ def test_feature_cache_gives_the_same_metrics(tiny_data: Path, tmp_path: Path) -
         assert abs(float(ra["mean_iu"]) - float(rb["mean_iu"])) < 0.01
 
 
+def test_input_scale_reaches_the_model_the_cache_and_the_checkpoint(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    common = ("--freeze", "backbone", "--augment", "none", "--lr-schedule", "constant")
+    common += ("--input-scale", "1.5", "--epochs", "1")
+    assert main(train_args(tiny_data, tmp_path / "a", *common, "--feature-cache", "auto")) == 0
+    assert main(train_args(tiny_data, tmp_path / "b", *common, "--feature-cache", "off")) == 0
+    (ra,), (rb,) = _rows(tmp_path / "a"), _rows(tmp_path / "b")
+    assert abs(float(ra["train_loss"]) - float(rb["train_loss"])) < 1e-3
+    assert abs(float(ra["mean_iu"]) - float(rb["mean_iu"])) < 0.01
+    ckpt = load_checkpoint(tmp_path / "a" / "checkpoint_last.pt")
+    assert ckpt["arch"]["input_scale"] == 1.5
+    model, _ = model_from_checkpoint(ckpt)
+    assert model.input_scale == 1.5
+    plain = load_checkpoint(tmp_path / "a" / "checkpoint_last.pt")
+    del plain["arch"]["input_scale"]
+    plain_model, _ = model_from_checkpoint(plain)
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():  # the scale changes what the trained weights see
+        assert not torch.allclose(model.eval()(x), plain_model.eval()(x))
+    for bad in (0, -2.0, 10.0, True):
+        with pytest.raises(FcnsegError, match="input.scale"):
+            resolve_config({"data": "d", "out": "o", "input_scale": bad}, None)
+
+
 def test_frozen_means_no_grad_eval_mode_and_no_optimizer_state() -> None:
     model = build_model("fcn8s_vgg16", num_classes=3, fc_channels=16)
     apply_freeze(model, "features")
@@ -325,23 +350,35 @@ def test_every_shipped_config_resolves_by_path_and_by_name(path: Path) -> None:
     assert resolve_config({"data": "d", "out": "o"}, path.stem) == cfg
 
 
-def test_lite0_recipes_chain_frozen_then_fine_tune(tiny_data: Path, tmp_path: Path) -> None:
-    """The two dataset1 recipes, shortened, on tiny data: the fine-tune starts from the frozen run."""
-    short = ("--epochs", "1", "--batch-size", "4", "--workers", "0", "--num-vis", "1")
-    frozen = tmp_path / "runs" / "d1_lite0_frozen"
+@pytest.mark.parametrize("recipes", ["dataset1_lite0", "dataset1_best"])
+def test_recipes_chain_frozen_then_fine_tune(
+    tiny_data: Path, tmp_path: Path, monkeypatch, recipes: str
+) -> None:
+    """Each pair of dataset1 recipes, shortened, on tiny data: the fine-tuning recipe starts from
+    the frozen run's folder as it names it (runs/..., relative to the working directory)."""
+    frozen_cfg = resolve_config({"data": "d", "out": "o"}, f"{recipes}_frozen")
+    fine_cfg = resolve_config({"data": "d", "out": "o"}, f"{recipes}_finetune")
+    frozen = Path(fine_cfg.init_from).parent
+    assert frozen.parent == Path("runs") and fine_cfg.model == frozen_cfg.model
+    assert fine_cfg.input_scale == frozen_cfg.input_scale
+    monkeypatch.chdir(tmp_path)
+    short = ["--epochs", "1", "--batch-size", "4", "--workers", "0", "--num-vis", "1"]
     common = ["--data", str(tiny_data), "--weights-backbone", "none", *short]
-    config = "dataset1_lite0_frozen"
+    config = f"{recipes}_frozen"
     assert main(["train", "--config", config, "--out", str(frozen), *common]) == 0
-    fine = tmp_path / "fine"
-    config = "dataset1_lite0_finetune"
-    init = ["--init-from", str(frozen / "checkpoint_last.pt"), "--crop-size", "32"]
-    assert main(["train", "--config", config, "--out", str(fine), *common, *init]) == 0
-    a = load_checkpoint(frozen / "checkpoint_last.pt")["model"]
-    b = load_checkpoint(fine / "checkpoint_last.pt")["model"]
+    config = f"{recipes}_finetune"
+    assert main(["train", "--config", config, "--out", "fine", "--crop-size", "32", *common]) == 0
+    a = load_checkpoint(frozen / "checkpoint_last.pt")
+    b = load_checkpoint(Path("fine") / "checkpoint_last.pt")
+    assert a["arch"] == b["arch"] and a["arch"].get("input_scale", 1.0) == (
+        frozen_cfg.input_scale or 1.0
+    )
     bn = "backbone.body.bn1.running_mean"
-    torch.testing.assert_close(a[bn], b[bn])  # norm_eval: statistics kept while fine-tuning
+    torch.testing.assert_close(a["model"][bn], b["model"][bn])  # norm_eval while fine-tuning
     stem = "backbone.body.conv_stem.weight"
-    assert not torch.equal(a[stem], b[stem])  # ...and the backbone itself learned
+    assert not torch.equal(a["model"][stem], b["model"][stem])  # ...and the backbone learned
+    model, _ = model_from_checkpoint(b)
+    assert model(torch.rand(1, 3, 33, 35)).shape == (1, 4, 33, 35)
 
 
 DATASET1 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dataset1"

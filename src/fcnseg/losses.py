@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-LOSSES = ("ce", "focal", "dice", "ce+dice", "seed")
+LOSSES = ("ce", "focal", "dice", "ce+dice", "seed", "ohem", "lovasz", "ce+lovasz")
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -54,6 +55,63 @@ def seed_loss(logits: Tensor, target: Tensor, ignore_index: int, weight: Tensor 
     return loss[valid].mean() if bool(valid.any()) else logits.sum() * 0
 
 
+def ohem_loss(
+    logits: Tensor,
+    target: Tensor,
+    ignore_index: int,
+    weight: Tensor | None,
+    keep: float = 0.25,
+    min_kept: int = 4096,
+) -> Tensor:
+    """Online hard example mining: cross-entropy averaged over the hardest pixels only.
+
+    Keeps the ``max(keep * valid pixels, min_kept)`` pixels of highest loss (as in the common
+    "OhemCrossEntropy" of semantic segmentation codebases, by count rather than a probability
+    threshold): the easy pixels of sky and road stop dominating, thin classes' borders count.
+    """
+    ce = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="none")
+    ce = ce[target != ignore_index]
+    if ce.numel() == 0:
+        return logits.sum() * 0
+    k = min(ce.numel(), max(int(keep * ce.numel()), min_kept))
+    return ce.topk(k, sorted=False).values.mean()
+
+
+def lovasz_grad(gt_sorted: Tensor) -> Tensor:
+    """Gradient of the Lovász extension of the Jaccard loss w.r.t. sorted errors (Berman et al.,
+    Alg. 1): ``gt_sorted`` ``(P,)`` is the 0/1 truth ordered by decreasing error."""
+    gts = gt_sorted.sum()
+    intersection = gts - gt_sorted.cumsum(0)
+    union = gts + (1 - gt_sorted).cumsum(0)
+    jaccard = 1 - intersection / union
+    if gt_sorted.numel() > 1:
+        jaccard[1:] = jaccard[1:] - jaccard[:-1]
+    return jaccard
+
+
+def lovasz_softmax(logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
+    """Lovász-softmax loss (Berman, Rannen Triki & Blaschko, CVPR 2018): a convex surrogate of
+    1 - IoU per class, averaged over the classes present in the batch's truth.
+
+    Computed over all valid pixels of the batch together (the paper's ``per_image=False``), so it
+    optimises the dataset-level mean IU that is reported, including thin classes.
+    """
+    c = logits.shape[1]
+    prob = F.softmax(logits.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, c)
+    labels = target.reshape(-1)
+    valid = labels != ignore_index
+    prob, labels = prob[valid], labels[valid]
+    if labels.numel() == 0:
+        return logits.sum() * 0
+    losses = []
+    for k in torch.unique(labels).tolist():
+        fg = (labels == k).to(prob.dtype)
+        errors = (fg - prob[:, k]).abs()
+        errors_sorted, order = errors.sort(descending=True)
+        losses.append(torch.dot(errors_sorted, lovasz_grad(fg[order])))
+    return torch.stack(losses).mean().to(logits.dtype)
+
+
 def build_loss(name: str, ignore_index: int, class_weights: Tensor | None = None) -> LossFn:
     """A loss ``fn(logits, target) -> scalar`` by name (one of :data:`LOSSES`)."""
     w = class_weights
@@ -70,6 +128,15 @@ def build_loss(name: str, ignore_index: int, class_weights: Tensor | None = None
         )
     if name == "seed":
         return lambda x, y: seed_loss(x, y, ignore_index, _on(w, x))
+    if name == "ohem":
+        return lambda x, y: ohem_loss(x, y, ignore_index, _on(w, x))
+    if name == "lovasz":
+        return lambda x, y: lovasz_softmax(x, y, ignore_index)
+    if name == "ce+lovasz":
+        return lambda x, y: (
+            F.cross_entropy(x, y, weight=_on(w, x), ignore_index=ignore_index)
+            + lovasz_softmax(x, y, ignore_index)
+        )
     raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
 
 

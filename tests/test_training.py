@@ -103,6 +103,24 @@ def test_bad_data_stops_before_any_work(tiny_data: Path, tmp_path: Path, capsys)
     assert "skipped 1 bad pair" in capsys.readouterr().out
 
 
+def test_images_of_several_sizes_train_with_random_crops(
+    tiny_data: Path, tmp_path: Path, capsys
+) -> None:
+    from PIL import Image
+
+    first = sorted((tiny_data / "train" / "images").iterdir())[0]
+    mask = tiny_data / "train" / "masks" / f"{first.stem}.png"
+    for path, resample in ((first, Image.BILINEAR), (mask, Image.NEAREST)):
+        picture = Image.open(path)
+        picture.resize((picture.width + 8, picture.height + 4), resample).save(path)
+    assert main(train_args(tiny_data, tmp_path / "flip", "--augment", "flip")) == 2
+    assert "training images differ in size" in capsys.readouterr().err
+    for augment in ("full", "strong"):  # both crop to --crop-size (strong failed here before)
+        run = tmp_path / augment
+        args = train_args(tiny_data, run, "--augment", augment, "--crop-size", "24", "--epochs", "1")
+        assert main(args) == 0 and len(_rows(run)) == 1
+
+
 def test_feature_cache_gives_the_same_metrics(tiny_data: Path, tmp_path: Path) -> None:
     common = ("--freeze", "backbone", "--augment", "none", "--lr-schedule", "constant")
     assert main(train_args(tiny_data, tmp_path / "a", *common, "--feature-cache", "auto")) == 0

@@ -66,10 +66,11 @@ def load_data(cfg: TrainConfig, say: Callable[[str], None], progress: bool = Tru
                 f"skipped {len(scan.skipped)} bad pair(s) in {name} (--skip-bad); first: {scan.skipped[0]}"
             )
     data = Data(layout, scans["train"], scans[val_split], val_split)
-    if cfg.augment != "full" and data.train.uniform_size is None and cfg.batch_size > 1:
+    cropped = cfg.augment in ("full", "strong")  # random crops of --crop-size: one size
+    if not cropped and data.train.uniform_size is None and cfg.batch_size > 1:
         raise ConfigError(
-            "training images differ in size: use --augment full (random crops of --crop-size) "
-            "or --batch-size 1"
+            "training images differ in size: use --augment full or strong (random crops of "
+            "--crop-size) or --batch-size 1"
         )
     return data
 

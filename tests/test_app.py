@@ -303,11 +303,12 @@ def test_app_without_model_is_one_line(monkeypatch, tmp_path: Path, capsys) -> N
 
 
 def test_app_refuses_busy_port_and_bad_checkpoint(tmp_path: Path, capsys) -> None:
+    ckpt = random_checkpoint(tmp_path / "model.pt")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert main(["app", "--checkpoint", "x.pt", "--port", str(port)]) == 2
+        assert main(["app", "--checkpoint", str(ckpt), "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
     missing = tmp_path / "missing.pt"
     assert main(["app", "--checkpoint", str(missing), "--port", str(free_port())]) == 2

@@ -152,9 +152,10 @@ def test_onnx_cache_beside_checkpoint_is_reused_and_keyed_by_content(
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_onnx_export_in_temp_folder_when_checkpoint_folder_is_read_only(
-    small_vgg, tmp_path: Path
+def test_onnx_export_in_user_cache_when_checkpoint_folder_is_read_only(
+    small_vgg, tmp_path: Path, monkeypatch
 ) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     ckpt = _checkpoint(small_vgg, tmp_path / "ro")
     ckpt.parent.chmod(0o555)
     try:
@@ -163,12 +164,16 @@ def test_onnx_export_in_temp_folder_when_checkpoint_folder_is_read_only(
     finally:
         ckpt.parent.chmod(0o755)
     assert model(torch.rand(1, 3, 20, 20)).shape == (1, 5, 20, 20)
+    assert len(list((tmp_path / "cache" / "fcnseg" / "onnx").glob("*.onnx"))) == 1
 
 
-def test_onnx_export_in_temp_folder_when_checkpoint_folder_is_not_writable(
+def test_onnx_export_in_user_cache_when_checkpoint_folder_is_not_writable(
     small_vgg, tmp_path: Path, monkeypatch
 ) -> None:
-    """The same as above for root, who can write anywhere: ``os.access`` says no."""
+    """The same as above for root, who can write anywhere: ``os.access`` says no. Where the user
+    cache is not writable either, the export lives in a temporary folder for this process."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     ckpt = _checkpoint(small_vgg, tmp_path / "ro")
     real_access = os.access
     monkeypatch.setattr(
@@ -179,6 +184,44 @@ def test_onnx_export_in_temp_folder_when_checkpoint_folder_is_not_writable(
     model = load_backend(small_vgg, "onnxruntime", checkpoint=ckpt)
     assert not list(ckpt.parent.glob("*.onnx"))
     assert model(torch.rand(2, 3, 20, 20)).shape == (2, 5, 20, 20)
+    assert onnx_cache_path(ckpt).parent == cache / "fcnseg" / "onnx"
+    monkeypatch.setattr(
+        backends.os,
+        "access",
+        lambda p, mode: False if Path(p) in (ckpt.parent, tmp_path) else real_access(p, mode),
+    )
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "unwritable"))
+    model = load_backend(small_vgg, "onnxruntime", checkpoint=ckpt)
+    assert len(list(tmp_path.rglob("*.onnx"))) == 1  # only the first run's cached file
+    assert model(torch.rand(1, 3, 20, 20)).shape == (1, 5, 20, 20)
+
+
+def test_builtin_models_cache_their_export_in_the_user_cache(
+    small_vgg, tmp_path: Path, monkeypatch
+) -> None:
+    """Nothing is written inside the installed package."""
+    from fcnseg import zoo
+
+    ckpt = _checkpoint(small_vgg, tmp_path / "zoo")
+    monkeypatch.setattr(zoo, "ZOO_DIR", ckpt.parent.resolve())
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert onnx_cache_path(ckpt).parent == tmp_path / "cache" / "fcnseg" / "onnx"
+
+
+def test_api_backends_agree(small_vgg, tmp_path: Path, capsys) -> None:
+    import fcnseg
+
+    ckpt = _checkpoint(small_vgg, tmp_path / "run")
+    image = np.random.default_rng(0).integers(0, 256, (45, 61, 3), dtype=np.uint8)
+    by_torch = fcnseg.load(ckpt, device="cpu", backend="torch")
+    by_ort = fcnseg.load(ckpt, device="cpu")  # auto: ONNX Runtime, exported once beside ckpt
+    assert (by_torch.backend, by_ort.backend) == ("torch", "onnxruntime")
+    assert "exporting the model for ONNX Runtime, once" in capsys.readouterr().err
+    assert (by_torch.predict(image) == by_ort.predict(image)).mean() > 0.999
+    np.testing.assert_allclose(
+        by_torch.probabilities(image), by_ort.probabilities(image), atol=1e-4
+    )
+    assert len(list(ckpt.parent.glob("*.onnx"))) == 1
 
 
 def test_torch_backend_is_the_prepared_model(small_vgg) -> None:

@@ -80,6 +80,7 @@ def _cases() -> list[tuple[str, str, list[str]]]:
             ("--data", ["NOPE"]), ("--data", ["FILE"]), ("--split", ["nosuchsplit"]),
             ("--json", ["DIR"]), ("--json", ["FILE/m.json"]), ("--out", ["FILE"]),
             ("--worst", ["-1"]), ("--worst", ["x"]), ("--device", ["toaster"]), *tta,
+            ("--backend", ["tensorrt"]),
         ],
         "predict": [
             *[("--checkpoint", v) for v in common_ckpt],
@@ -89,6 +90,7 @@ def _cases() -> list[tuple[str, str, list[str]]]:
             ("--overlap", ["-1"]), ("--overlap", ["x"]), ("--device", ["toaster"]),
             ("--precision", ["fp8"]), ("--batch-size", ["0"]), ("--batch-size", ["x"]), *tta,
             ("--alpha", ["1.5"]), ("--alpha", ["-0.1"]), ("--alpha", ["nan"]), ("--alpha", ["x"]),
+            ("--backend", ["tensorrt"]), ("--backend", ["onnxruntime", "--precision", "bf16"]),
         ],
         "export": [
             *[("--checkpoint", v) for v in common_ckpt],

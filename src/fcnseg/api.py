@@ -31,7 +31,6 @@ from fcnseg.inference import (
     pick_device,
     predict_many,
     predict_probabilities,
-    prepare,
 )
 from fcnseg.inputs import ImageInput, is_single_image, to_rgb, to_tensor
 
@@ -41,8 +40,9 @@ def load(
     *,
     device: str | torch.device = "auto",
     precision: str = "fp32",
+    backend: str = "auto",
 ) -> Segmenter:
-    """A :class:`Segmenter` for a checkpoint written by ``fcnseg train``.
+    """A :class:`Segmenter` for a checkpoint written by ``fcnseg train``, or a built-in model.
 
     Args:
         checkpoint: path of the checkpoint (it names its architecture, classes and palette, so
@@ -50,6 +50,9 @@ def load(
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         precision: ``"fp32"``, or ``"bf16"`` (autocast; faster on CPUs with AVX512-BF16/AMX and
             on recent GPUs, labels agree with fp32 on most pixels).
+        backend: ``"torch"``, ``"onnxruntime"`` (the model exported to ONNX once, cached beside
+            the checkpoint, run by ONNX Runtime: about 1.25x faster on CPUs measured here), or
+            ``"auto"``: ONNX Runtime for fp32 on the CPU when it is installed, else torch.
 
     Raises:
         FcnsegError: a missing or unreadable checkpoint, an unknown device or precision.
@@ -59,11 +62,23 @@ def load(
         >>> seg  # doctest: +SKIP
         Segmenter(fcn8s_efficientnet_lite0, 11 classes: sky, building, ..., device=cpu, fp32)
     """
+    from fcnseg import zoo
+    from fcnseg.backends import resolve_backend
+
     dev = pick_device(device)  # bad options fail before the (large) file is read
     autocast(precision, dev)
+    resolve_backend(backend, precision, dev)
     ckpt = load_checkpoint(checkpoint)
     model, info = model_from_checkpoint(ckpt, checkpoint)
-    return Segmenter(model, info, device=dev, precision=precision, source=str(checkpoint))
+    return Segmenter(
+        model,
+        info,
+        device=dev,
+        precision=precision,
+        source=str(checkpoint),
+        backend=backend,
+        checkpoint_file=zoo.resolve(checkpoint),
+    )
 
 
 class Segmenter:
@@ -90,10 +105,22 @@ class Segmenter:
         device: str | torch.device = "auto",
         precision: str = "fp32",
         source: str = "",
+        backend: str = "torch",
+        checkpoint_file: str | os.PathLike[str] | None = None,
     ) -> None:
+        from fcnseg.backends import load_backend, resolve_backend
+
         self.device = pick_device(device)
         autocast(precision, self.device)  # checks the name
-        self.model = prepare(model, self.device)
+        self.arch = getattr(model, "arch", {}).get("name", type(model).__name__)
+        self.backend = resolve_backend(backend, precision, self.device, checkpoint_file)
+        self.model = load_backend(
+            model,
+            self.backend,
+            precision=precision,
+            device=self.device,
+            checkpoint=checkpoint_file,
+        )
         self.info = info
         self.precision = precision
         self.source = source
@@ -119,12 +146,11 @@ class Segmenter:
         return self.info.ignore_index
 
     def __repr__(self) -> str:
-        arch = getattr(self.model, "arch", {}).get("name", type(self.model).__name__)
         names = ", ".join(self.classes[:4]) + (", ..." if self.num_classes > 4 else "")
         src = f", from {self.source!r}" if self.source else ""
         return (
-            f"Segmenter({arch}, {self.num_classes} classes: {names}, device={self.device}, "
-            f"{self.precision}{src})"
+            f"Segmenter({self.arch}, {self.num_classes} classes: {names}, device={self.device}, "
+            f"{self.precision}, {self.backend}{src})"
         )
 
     def predict(

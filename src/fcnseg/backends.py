@@ -14,6 +14,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -50,9 +51,7 @@ def resolve_backend(
         raise FcnsegError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "auto":
         fits = precision == "fp32" and device.type == "cpu" and onnxruntime_available()
-        cached = checkpoint is not None and (
-            onnx_cache_path(checkpoint).is_file() or os.access(Path(checkpoint).parent, os.W_OK)
-        )
+        cached = checkpoint is not None and _cacheable(onnx_cache_path(checkpoint))
         return "onnxruntime" if fits and cached else "torch"
     if backend == "onnxruntime":
         if device.type != "cpu":
@@ -67,6 +66,16 @@ def resolve_backend(
                 "--backend onnxruntime needs the onnxruntime package: pip install 'fcnseg[export]'"
             )
     return backend
+
+
+def _cacheable(path: Path) -> bool:
+    """True when ``path`` exists or can be written (its nearest existing folder is writable)."""
+    if path.is_file():
+        return True
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK)
 
 
 def file_digest(path: str | Path) -> str:
@@ -94,11 +103,20 @@ def export_digest() -> str:
 
 
 def onnx_cache_path(checkpoint: str | Path) -> Path:
-    """Where the ONNX export of ``checkpoint`` is cached: beside it, named by content hashes."""
+    """Where the ONNX export of ``checkpoint`` is cached, named by content hashes: beside it, or,
+    for a built-in model (inside the installed package) or a read-only folder, in the user's
+    cache folder (``$XDG_CACHE_HOME/fcnseg/onnx``, default ``~/.cache/fcnseg/onnx``)."""
+    from fcnseg import zoo
+
     checkpoint = Path(checkpoint)
     stat = checkpoint.stat()
     key = _cache_key(str(checkpoint.resolve()), stat.st_mtime_ns, stat.st_size)
-    return checkpoint.with_name(f"{checkpoint.stem}.{key[:16]}.onnx")
+    name = f"{checkpoint.stem}.{key[:16]}.onnx"
+    folder = checkpoint.resolve().parent
+    if folder == zoo.ZOO_DIR or not os.access(folder, os.W_OK):
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        folder = base / "fcnseg" / "onnx"
+    return folder / name
 
 
 @functools.lru_cache(maxsize=8)
@@ -159,8 +177,10 @@ def build_onnx_model(
         path = onnx_cache_path(checkpoint)
         if path.is_file():
             return OnnxRuntimeModel(onnx_session(path, threads), num_classes)
-        if os.access(path.parent, os.W_OK):
+        if _cacheable(path):
+            print(f"exporting the model for ONNX Runtime, once: {path}", file=sys.stderr)
             try:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 export_onnx(model, path)
                 return OnnxRuntimeModel(onnx_session(path, threads), num_classes)
             except OSError:

@@ -52,11 +52,18 @@ def evaluate_checkpoint(
     scales: tuple[float, ...] = (1.0,),
     flip: bool = False,
     progress: bool = True,
+    backend: str = "torch",
 ) -> EvalResult:
     """Metrics of a checkpoint on a split at the images' original resolution.
 
     ``scales``/``flip``: test-time augmentation (see :func:`fcnseg.inference.class_scores`).
+    ``backend``: ``torch``, ``onnxruntime`` or ``auto`` (see :func:`fcnseg.backends.load_backend`).
     """
+    from fcnseg import zoo
+    from fcnseg.backends import load_backend, resolve_backend
+
+    dev = pick_device(device)
+    resolve_backend(backend, "fp32", dev)  # a bad name fails before the checkpoint is read
     ckpt = load_checkpoint(checkpoint)
     model, info = model_from_checkpoint(ckpt, checkpoint)
     layout = open_dataset(data)
@@ -68,7 +75,7 @@ def evaluate_checkpoint(
     scan = scan_split(
         layout.split(split), layout.info, progress=f"reading {split}" if progress else None
     )
-    model = model.to(pick_device(device)).eval()
+    model = load_backend(model, backend, device=dev, checkpoint=zoo.resolve(checkpoint))
     transform = eval_transform()
     pairs = list(zip(scan.samples, scan.decoded, strict=True))
     per_image: list = []

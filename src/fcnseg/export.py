@@ -84,6 +84,7 @@ def export_onnx(
             output_names=["logits"],
             opset_version=opset,
             dynamo=True,
+            verbose=False,  # torch.onnx's own progress lines; fcnseg says what it does
             dynamic_shapes={"image": {0: batch, 2: height, 3: width}},
         )
         program.model.metadata_props.update(onnx_metadata(model, info))

@@ -109,24 +109,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predict(checkpoint: Path, images: list[Path], truth: Path, out: Path) -> None:
-    """Image | truth | prediction triplets and colour-coded predictions of a few test images."""
-    import torch
+    """Image | truth | prediction triplets and colour-coded predictions of a few test images,
+    through the Python API (what a user's own script would call)."""
     from PIL import Image
 
-    from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
+    import fcnseg
     from fcnseg.data.io import read_image, read_mask
-    from fcnseg.inference import pick_device, predict_labels, prepare
-    from fcnseg.viz import colorize, triplet_panel
+    from fcnseg.viz import triplet_panel
 
-    model, info = model_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
-    model = prepare(model, pick_device("auto"))
+    seg = fcnseg.load(checkpoint, backend="torch")  # a one-off model: no ONNX export to cache
+    info = seg.info
     folder = out / "predict"
     for path in images:
         rgb = read_image(path)
-        image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)
-        labels = predict_labels(model, image)
+        labels = seg.predict(rgb)
         mask = read_mask(truth / path.name, info)
-        picture = colorize(labels, info)
+        picture = seg.colorize(labels)
         target = folder / f"{path.stem}_predict.png"
         atomic_write(target, lambda tmp, a=picture: Image.fromarray(a).save(tmp, format="PNG"))
         triplet_panel(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcnseg.commands.tta import add_tta_arguments, tta_options
+from fcnseg.commands.tta import add_backend_argument, add_tta_arguments, tta_options
 from fcnseg.errors import FcnsegError
 from fcnseg.files import check_writable_dir, check_writable_file
 
@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--worst", type=int, default=4, help="images in the worst-images panel (default 4)"
     )
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
+    add_backend_argument(p)
     add_tta_arguments(p)
     p.set_defaults(func=run)
 
@@ -44,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(out, "pictures folder (--out)")
     if args.json:
         check_writable_file(args.json, "--json file")
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, device=args.device, **tta)
+    result = evaluate_checkpoint(
+        args.checkpoint, args.data, args.split, device=args.device, backend=args.backend, **tta
+    )
     metrics = result.metrics
     extra = "" if metrics["tta"] == {"scales": [1.0], "flip": False} else f", TTA {metrics['tta']}"
     print(f"{args.checkpoint} on {args.data} [{args.split}], {metrics['num_images']} images{extra}")

@@ -16,7 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fcnseg.commands.predict_video import add_video_arguments, predict_videos, split_videos
-from fcnseg.commands.tta import add_tta_arguments, tta_options
+from fcnseg.commands.tta import add_backend_argument, add_tta_arguments, tta_options
 from fcnseg.data.io import MAX_PIXELS_ENV, read_image, read_mask
 from fcnseg.data.layout import IMAGE_SUFFIXES, list_images
 from fcnseg.errors import DataError, FcnsegError
@@ -73,6 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="fp32",
         help="bf16 is faster on CPUs with AVX512-BF16/AMX (default fp32)",
     )
+    add_backend_argument(p)
     p.add_argument(
         "--batch-size", type=int, default=4, help="same-size images run together (default 4)"
     )
@@ -190,7 +191,9 @@ def run(args: argparse.Namespace) -> int:
     truths = find_truths(files, truth_dir) if truth_dir else [None] * len(files)
     if truth_dir is not None and files:
         _warn_about_truths(files, truths, truth_dir)
-    seg = load(args.checkpoint, device=args.device, precision=args.precision)
+    seg = load(
+        args.checkpoint, device=args.device, precision=args.precision, backend=args.backend
+    )
     out = Path(args.out)
     _mkdir(out)
     if files:

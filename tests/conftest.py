@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import os
 import urllib.error
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The tests' own ~/.cache (ONNX exports of built-in models land there): nothing is written
+    into the user's. Subprocesses (the app, the DDP run) inherit it."""
+    path = tmp_path_factory.mktemp("user_cache")
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
 
 
 @pytest.fixture(scope="session")

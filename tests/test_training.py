@@ -117,7 +117,9 @@ def test_images_of_several_sizes_train_with_random_crops(
     assert "training images differ in size" in capsys.readouterr().err
     for augment in ("full", "strong"):  # both crop to --crop-size (strong failed here before)
         run = tmp_path / augment
-        args = train_args(tiny_data, run, "--augment", augment, "--crop-size", "24", "--epochs", "1")
+        args = train_args(
+            tiny_data, run, "--augment", augment, "--crop-size", "24", "--epochs", "1"
+        )
         assert main(args) == 0 and len(_rows(run)) == 1
 
 

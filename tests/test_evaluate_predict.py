@@ -271,8 +271,14 @@ def test_export_lite0_with_dynamic_sizes(tmp_path: Path) -> None:
         if "score" in name and p.ndim == 4:
             nn.init.normal_(p, std=0.1)
     export_onnx(model, tmp_path / "lite0.onnx")
-    for shape in [(1, 3, 1, 1), (2, 3, 61, 47), (1, 3, 360, 480)]:
-        assert check_onnx(model, tmp_path / "lite0.onnx", shape) < 1e-3
+    for seed, shape in enumerate([(1, 3, 1, 1), (2, 3, 61, 47), (1, 3, 360, 480)]):
+        torch.manual_seed(seed)  # check_onnx draws its image from torch's generator
+        with torch.no_grad():
+            scale = float(model(torch.rand(*shape)).abs().max())
+        torch.manual_seed(seed)
+        # Relative to the logits' size (up to ~16 here at 360x480: 1.3e-3 absolute, measured
+        # 8e-5 relative, as fp32 sums over ~100 layers and two resizes allow).
+        assert check_onnx(model, tmp_path / "lite0.onnx", shape) < 2e-4 * max(1.0, scale)
 
 
 @pytest.mark.skipif(

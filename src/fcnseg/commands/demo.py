@@ -27,7 +27,7 @@ OUTPUTS = ("data", "run", "eval", "predict", "test_metrics.json")
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="train, evaluate and predict on built-in synthetic data (no download, about a minute)",
+        help="train, evaluate and predict on built-in synthetic data (no download, about 20 s on 2 CPU cores)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -21,6 +21,7 @@ from fcnseg.cli import main
 from fcnseg.engine import NonFiniteLossError, train_one_epoch
 from fcnseg.errors import FcnsegError
 from fcnseg.freeze import apply_freeze, param_groups
+from fcnseg.losses import LOSSES
 from fcnseg.models import build_model, list_models
 from fcnseg.training import config_from
 from fcnseg.training.diagnostics import CollapseWatch
@@ -74,7 +75,7 @@ def test_train_writes_the_whole_run_folder(tiny_data: Path, tmp_path: Path, free
     assert model(torch.rand(1, 3, 33, 35)).shape == (1, 4, 33, 35)
 
 
-@pytest.mark.parametrize("loss", ["ce", "focal", "dice", "ce+dice", "seed"])
+@pytest.mark.parametrize("loss", LOSSES)
 def test_every_loss_trains(tiny_data: Path, tmp_path: Path, loss: str) -> None:
     run = tmp_path / "run"
     args = train_args(

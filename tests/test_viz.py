@@ -251,3 +251,20 @@ def test_per_class_bars_fit_with_few_classes(per_class) -> None:
     for t in [*fig.axes[0].texts, fig.axes[0].title]:
         box = t.get_window_extent(renderer)
         assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and box.y1 <= fig.bbox.y1
+
+
+def test_void_is_not_drawn_in_a_class_colour() -> None:
+    """A palette with a black class (a newcomer's background) gets void in another colour, in
+    the pictures and their legends alike."""
+    from fcnseg.data.info import DatasetInfo
+
+    info = DatasetInfo(
+        name="pets",
+        class_names=("background", "cat"),
+        palette=((0, 0, 0), (255, 0, 255)),
+    )
+    labels = np.array([[0, 1, info.ignore_index]], dtype=np.uint8)
+    void = tuple(viz.colorize(labels, info)[0, 2].tolist())
+    assert void not in {(0, 0, 0), (255, 0, 255)}
+    assert dict(viz.legend_entries(info, labels))["void (ignored)"] == void
+    assert tuple(viz.colorize(labels, SYNTHETIC)[0, 2].tolist()) == viz.void_color(SYNTHETIC)

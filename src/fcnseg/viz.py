@@ -26,15 +26,24 @@ from fcnseg.checkpoint import atomic_write  # noqa: E402
 from fcnseg.data.info import DatasetInfo  # noqa: E402
 
 VOID_COLOR = (0, 0, 0)
+# When a class already uses black, void takes the first of these its palette leaves free.
+VOID_FALLBACKS = ((255, 0, 255), (0, 255, 255), (255, 255, 255), (128, 128, 128))
 VOID_NAME = "void (ignored)"
 DPI = 100  # every PNG is saved at this resolution; font sizes below are chosen for it
 
 
+def void_color(info: DatasetInfo) -> tuple[int, int, int]:
+    """How void is drawn: black, or a colour no class uses when a class is black."""
+    used = {tuple(c) for c in info.palette}
+    return next((c for c in (VOID_COLOR, *VOID_FALLBACKS) if c not in used), VOID_COLOR)
+
+
 def colorize(labels: np.ndarray, info: DatasetInfo) -> np.ndarray:
-    """Label map ``(H, W)`` -> RGB ``(H, W, 3)`` uint8 with the dataset's palette; void is black."""
+    """Label map ``(H, W)`` -> RGB ``(H, W, 3)`` uint8 with the dataset's palette; void is black
+    (or :func:`void_color`'s choice when a class is black)."""
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[: info.num_classes] = np.array(info.palette, dtype=np.uint8)
-    lut[info.ignore_index] = VOID_COLOR
+    lut[info.ignore_index] = void_color(info)
     return lut[np.asarray(labels).astype(np.int64).clip(0, 255)]
 
 
@@ -56,7 +65,9 @@ def legend_entries(
         ids = [i for i in np.unique(np.asarray(labels)).tolist() if i < info.num_classes]
         ids += [info.ignore_index] if (np.asarray(labels) == info.ignore_index).any() else []
     return [
-        (info.class_names[i], info.palette[i]) if i < info.num_classes else (VOID_NAME, VOID_COLOR)
+        (info.class_names[i], info.palette[i])
+        if i < info.num_classes
+        else (VOID_NAME, void_color(info))
         for i in ids
     ]
 

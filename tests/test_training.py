@@ -124,6 +124,25 @@ def test_images_of_several_sizes_train_with_random_crops(
         assert main(args) == 0 and len(_rows(run)) == 1
 
 
+def test_cached_runs_draw_their_pictures_from_the_cache(
+    tiny_data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """With the frozen part's outputs cached, the epoch pictures decode them (no full forward
+    per picture and epoch: minutes over a VGG16 recipe's 120 epochs)."""
+    import fcnseg.inference
+
+    calls = []
+    real = fcnseg.inference.predict_batch
+    monkeypatch.setattr(
+        fcnseg.inference, "predict_batch", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    common = ("--freeze", "backbone", "--num-vis", "2", "--epochs", "2")
+    assert main(train_args(tiny_data, tmp_path / "cached", *common)) == 0
+    assert calls == [] and (tmp_path / "cached" / "img" / "epoch_002.png").is_file()
+    assert main(train_args(tiny_data, tmp_path / "plain", *common, "--feature-cache", "off")) == 0
+    assert len(calls) == 4  # 2 pictures x 2 epochs through the whole network
+
+
 def test_feature_cache_gives_the_same_metrics(tiny_data: Path, tmp_path: Path) -> None:
     common = ("--freeze", "backbone", "--augment", "none", "--lr-schedule", "constant")
     assert main(train_args(tiny_data, tmp_path / "a", *common, "--feature-cache", "auto")) == 0

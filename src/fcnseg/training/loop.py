@@ -419,14 +419,26 @@ class Session:
         row, info = self.progress.history[-1], self.data.info
         if self.vis_idx:
             rows = []
+            cache = self.caches.get("val") if self.use_cache else None
             for i in self.vis_idx:
                 image, target = self.val_ds[i]
-                pred = predict_batch(self.net, image[None])[0]
+                if cache is None:
+                    pred = predict_batch(self.net, image[None])[0]
+                else:  # the validation's own path: the frozen part's outputs are cached
+                    pred = self._decode_cached(cache, i, tuple(target.shape[-2:]))
                 rgb = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
                 rows.append((rgb, target.numpy(), pred))
             title = f"epoch {int(row['epoch'])}: {self.data.val_split} mean IU {row['mean_iu']:.3f}"
             triplet_panel(rows, info, folder.picture_path(int(row["epoch"])), title=title)
         curves(self.progress.history, folder.path / CURVES, val_split=self.data.val_split)
+
+    def _decode_cached(self, cache: FeatureCache, index: int, size: tuple[int, int]) -> np.ndarray:
+        """Labels of cached validation image ``index`` (``size``: its height and width)."""
+        feats, _ = cache[index]
+        device = next(self.net.parameters()).device
+        with self.fabric.autocast():
+            logits = self.net.decode({k: v[None].to(device) for k, v in feats.items()}, size)
+        return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
 
 
 def _workers(cfg: TrainConfig) -> int:

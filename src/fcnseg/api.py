@@ -90,8 +90,9 @@ class Segmenter:
     orientation applied). Bad inputs raise a one-line :class:`fcnseg.errors.FcnsegError`.
 
     Attributes:
-        model: the network, in eval mode on ``device``; takes ``(N, 3, H, W)`` in [0, 1] and
-            returns logits ``(N, C, H, W)``.
+        model: the network, in eval mode on ``device`` (or its ONNX Runtime counterpart, see
+            ``backend``); takes ``(N, 3, H, W)`` in [0, 1] and returns logits ``(N, C, H, W)``.
+        backend: ``"torch"`` or ``"onnxruntime"``, what ``backend="auto"`` resolved to.
         info: the dataset description stored in the checkpoint (classes, palette, ignore label).
         device: where the model runs.
         precision: ``"fp32"`` or ``"bf16"``.

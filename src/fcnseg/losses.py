@@ -113,31 +113,23 @@ def lovasz_softmax(logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
 
 
 def build_loss(name: str, ignore_index: int, class_weights: Tensor | None = None) -> LossFn:
-    """A loss ``fn(logits, target) -> scalar`` by name (one of :data:`LOSSES`)."""
-    w = class_weights
-    if name == "ce":
-        return lambda x, y: F.cross_entropy(x, y, weight=_on(w, x), ignore_index=ignore_index)
-    if name == "focal":
-        return lambda x, y: focal_loss(x, y, ignore_index, _on(w, x))
-    if name == "dice":
-        return lambda x, y: dice_loss(x, y, ignore_index)
-    if name == "ce+dice":
-        return lambda x, y: (
-            F.cross_entropy(x, y, weight=_on(w, x), ignore_index=ignore_index)
-            + dice_loss(x, y, ignore_index)
-        )
-    if name == "seed":
-        return lambda x, y: seed_loss(x, y, ignore_index, _on(w, x))
-    if name == "ohem":
-        return lambda x, y: ohem_loss(x, y, ignore_index, _on(w, x))
-    if name == "lovasz":
-        return lambda x, y: lovasz_softmax(x, y, ignore_index)
-    if name == "ce+lovasz":
-        return lambda x, y: (
-            F.cross_entropy(x, y, weight=_on(w, x), ignore_index=ignore_index)
-            + lovasz_softmax(x, y, ignore_index)
-        )
-    raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
+    """A loss ``fn(logits, target) -> scalar`` by name (one of :data:`LOSSES`); ``a+b`` is the
+    sum of losses ``a`` and ``b``."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
+    w, ig = class_weights, ignore_index
+    single: dict[str, LossFn] = {
+        "ce": lambda x, y: F.cross_entropy(x, y, weight=_on(w, x), ignore_index=ig),
+        "focal": lambda x, y: focal_loss(x, y, ig, _on(w, x)),
+        "dice": lambda x, y: dice_loss(x, y, ig),
+        "seed": lambda x, y: seed_loss(x, y, ig, _on(w, x)),
+        "ohem": lambda x, y: ohem_loss(x, y, ig, _on(w, x)),
+        "lovasz": lambda x, y: lovasz_softmax(x, y, ig),
+    }
+    parts = [single[part] for part in name.split("+")]
+    if len(parts) == 1:
+        return parts[0]
+    return lambda x, y: sum(part(x, y) for part in parts)
 
 
 def _on(w: Tensor | None, like: Tensor) -> Tensor | None:

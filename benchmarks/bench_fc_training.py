@@ -18,9 +18,9 @@ import time
 import torch
 from common import machine_summary, table
 
-from fcnseg.freeze import apply_freeze, param_groups, train_mode
-from fcnseg.losses import build_loss
 from fcnseg.models import build_model
+from fcnseg.training.losses import build_loss
+from fcnseg.training.setup import param_groups
 
 H, W = 360, 480
 SHAPES = {"pool3": (256, 48, 60), "pool4": (512, 24, 30), "pool5": (512, 12, 15)}  # 384x480 padded
@@ -29,8 +29,8 @@ SHAPES = {"pool3": (256, 48, 60), "pool4": (512, 24, 30), "pool5": (512, 12, 15)
 def setup(channels_last: bool, batch: int):
     torch.manual_seed(0)
     model = build_model("fcn8s_vgg16", num_classes=11)
-    apply_freeze(model, "features")
-    train_mode(model, "features")
+    model.freeze("features")  # frozen parts stay in eval mode through model.train()
+    model.train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.SGD(param_groups(model, 1e-4, 1.0), lr=1e-4, momentum=0.9, weight_decay=1e-5)

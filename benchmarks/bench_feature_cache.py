@@ -17,10 +17,10 @@ from torch.utils.data import DataLoader
 from fcnseg.data import SegmentationDataset, open_dataset, scan_split
 from fcnseg.data.transforms import eval_transform
 from fcnseg.engine import train_one_epoch
-from fcnseg.feature_cache import FeatureCache
-from fcnseg.freeze import param_groups
-from fcnseg.losses import build_loss
 from fcnseg.models import build_model
+from fcnseg.training.feature_cache import FeatureCache
+from fcnseg.training.losses import build_loss
+from fcnseg.training.setup import param_groups
 
 
 def run(name: str, weights: str | None, freeze: str, ds, info, batch_size: int) -> dict:

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from fcnseg.errors import WeightsError
-from fcnseg.freeze import apply_freeze
 from fcnseg.models import build_model
 from fcnseg.models.state_files import load_state_file
 from fcnseg.models.timm_backbones import lite_imagenet_file, lite_to_timm, stage_repeats
@@ -102,7 +101,7 @@ def test_timm_weights_from_a_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("mode", ["features", "backbone"])
 def test_freezing_a_timm_backbone_keeps_batchnorm_statistics(mode: str) -> None:
     model = build_model("fcn8s_efficientnet_lite0", num_classes=3)
-    apply_freeze(model, mode)
+    model.freeze(mode)
     model.train()
     assert all(not p.requires_grad for p in model.backbone.parameters())
     bn = model.backbone.body.bn1

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fcnseg.losses import LOSSES, build_loss, parse_class_weights
 from fcnseg.metrics import confusion_matrix, metrics_from_confusion
+from fcnseg.training.losses import LOSSES, build_loss, parse_class_weights
 
 
 def test_confusion_matrix_counts_and_ignores() -> None:
@@ -84,7 +84,7 @@ def test_seed_loss_is_safe_one_vs_all() -> None:
 def test_lovasz_equals_one_minus_iou_on_hard_predictions() -> None:
     # The Lovász extension is exact at the vertices: for a 0/1 prediction it is the mean over the
     # classes present in the truth of 1 - IoU, computed here by hand on a 2x3 image.
-    from fcnseg.losses import lovasz_softmax
+    from fcnseg.training.losses import lovasz_softmax
 
     target = torch.tensor([[[0, 0, 1], [1, 2, 255]]])
     pred = torch.tensor([[[0, 1, 1], [1, 1, 0]]])  # the last pixel is void: does not count
@@ -98,7 +98,7 @@ def test_lovasz_equals_one_minus_iou_on_hard_predictions() -> None:
 
 
 def test_lovasz_gradient_is_the_jaccard_increments() -> None:
-    from fcnseg.losses import lovasz_grad
+    from fcnseg.training.losses import lovasz_grad
 
     # Truth sorted by decreasing error: 1, 0, 1. Jaccard losses of the prefixes: 1 - (2-1)/2,
     # 1 - (2-1)/3, 1 - 0/3 -> 0.5, 2/3, 1; the gradient is their increments.
@@ -107,7 +107,7 @@ def test_lovasz_gradient_is_the_jaccard_increments() -> None:
 
 
 def test_ohem_averages_only_the_hardest_pixels() -> None:
-    from fcnseg.losses import ohem_loss
+    from fcnseg.training.losses import ohem_loss
 
     torch.manual_seed(0)
     logits, target = torch.randn(2, 4, 6, 5), torch.randint(0, 4, (2, 6, 5))

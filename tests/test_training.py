@@ -20,12 +20,11 @@ from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
 from fcnseg.cli import main
 from fcnseg.engine import NonFiniteLossError, train_one_epoch
 from fcnseg.errors import FcnsegError
-from fcnseg.freeze import apply_freeze, param_groups
-from fcnseg.losses import LOSSES
 from fcnseg.models import build_model, list_models
 from fcnseg.training import config_from
 from fcnseg.training.diagnostics import CollapseWatch
-from fcnseg.training.setup import init_from
+from fcnseg.training.losses import LOSSES
+from fcnseg.training.setup import init_from, param_groups
 
 
 def resolve_config(flags: dict, config_file: str | None):
@@ -180,7 +179,7 @@ def test_input_scale_reaches_the_model_the_cache_and_the_checkpoint(
 
 def test_frozen_means_no_grad_eval_mode_and_no_optimizer_state() -> None:
     model = build_model("fcn8s_vgg16", num_classes=3, fc_channels=16)
-    apply_freeze(model, "features")
+    model.freeze("features")
     model.train()
     trunk = list(model.backbone.parameters())
     assert all(not p.requires_grad for p in trunk)
@@ -200,17 +199,17 @@ def test_frozen_means_no_grad_eval_mode_and_no_optimizer_state() -> None:
 
 def test_norm_eval_keeps_pretrained_batchnorm_statistics() -> None:
     model = build_model("fcn8s_resnet50", num_classes=3, weights_backbone="none")
-    apply_freeze(model, "none")
+    model.freeze("none")
     bns = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     before = [m.running_mean.clone() for m in bns]
     x = torch.rand(2, 3, 64, 64) * 5
-    apply_freeze(model, "none", norm_eval=True)
+    model.freeze("none", norm_eval=True)
     model.train()
     assert model.backbone.training and not any(m.training for m in bns)
     model(x).sum().backward()
     assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns, strict=True))
     assert all(m.weight.grad is not None for m in bns)  # the affine part still learns
-    apply_freeze(model, "none")
+    model.freeze("none")
     model.train()
     model(x)
     assert not all(torch.equal(b, m.running_mean) for b, m in zip(before, bns, strict=True))

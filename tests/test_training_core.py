@@ -196,7 +196,7 @@ def _void_pixels(data: Path) -> int:
 
 
 def test_frozen_parts_stay_in_eval_mode_by_construction() -> None:
-    from fcnseg.feature_cache import FeatureCache
+    from fcnseg.training.feature_cache import FeatureCache
 
     model = build_model("fcn8s_vgg16", num_classes=3, fc_channels=16)
     model.freeze("features")

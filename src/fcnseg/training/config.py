@@ -24,10 +24,10 @@ import yaml
 
 from fcnseg.data.transforms import AUGMENTS
 from fcnseg.errors import FcnsegError
-from fcnseg.freeze import FREEZE_MODES
-from fcnseg.losses import LOSSES, parse_class_weights
 from fcnseg.models import check_model_options, list_models, model_options
-from fcnseg.schedule import SCHEDULES
+from fcnseg.models.fcn import FREEZE_MODES
+from fcnseg.training.losses import LOSSES, parse_class_weights
+from fcnseg.training.schedule import SCHEDULES
 
 OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("32", "bf16-mixed", "16-mixed", "32-true")

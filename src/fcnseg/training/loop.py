@@ -26,14 +26,14 @@ from fcnseg.checkpoint import load_state
 from fcnseg.data import SegmentationDataset
 from fcnseg.data.transforms import eval_transform, train_transform
 from fcnseg.engine import evaluate, train_one_epoch
-from fcnseg.feature_cache import FeatureCache, cacheable
 from fcnseg.metrics import metrics_from_confusion
-from fcnseg.schedule import LRSchedule
 from fcnseg.training import setup
 from fcnseg.training.config import ConfigError, TrainConfig, resolve
 from fcnseg.training.diagnostics import CollapseWatch
+from fcnseg.training.feature_cache import FeatureCache, cacheable
 from fcnseg.training.repro import run_info, seed_epoch
 from fcnseg.training.run_folder import CURVES, Progress, RunFolder, check_target
+from fcnseg.training.schedule import LRSchedule
 
 
 @dataclass

@@ -18,10 +18,9 @@ from fcnseg.checkpoint import load_checkpoint
 from fcnseg.data import DatasetInfo, SplitScan, median_frequency_weights, open_dataset, scan_split
 from fcnseg.data.layout import DatasetLayout
 from fcnseg.errors import FcnsegError
-from fcnseg.freeze import param_groups
-from fcnseg.losses import build_loss, parse_class_weights
 from fcnseg.models import build_model
 from fcnseg.training.config import ConfigError, TrainConfig
+from fcnseg.training.losses import build_loss, parse_class_weights
 from fcnseg.training.repro import seed_epoch
 
 
@@ -161,3 +160,14 @@ def random_frozen_warning(cfg: TrainConfig) -> str | None:
             "--freeze none (fine for speed tests)"
         )
     return None
+
+
+def param_groups(model: nn.Module, lr: float, backbone_lr_mult: float) -> list[dict]:
+    """Trainable parameters only: the head at ``lr``, unfrozen pretrained parts at ``lr * mult``."""
+    pretrained = {id(p) for m in (model.backbone, model.neck) for p in m.parameters()}
+    head = [p for p in model.parameters() if p.requires_grad and id(p) not in pretrained]
+    body = [p for p in model.parameters() if p.requires_grad and id(p) in pretrained]
+    groups = [{"params": head, "lr": lr, "name": "head"}]
+    if body:
+        groups.append({"params": body, "lr": lr * backbone_lr_mult, "name": "backbone"})
+    return groups

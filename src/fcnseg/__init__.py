@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
 __all__ = ["FcnsegError", "Segmenter", "__version__", "load", "train"]
 
 from fcnseg.errors import FcnsegError
+from fcnseg.version import __version__
 
 if TYPE_CHECKING:
     from fcnseg.api import Segmenter, load

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from fcnseg import __version__
 from fcnseg.errors import FcnsegError
+from fcnseg.version import __version__
 
 DESCRIPTION = """\
 Semantic segmentation with Fully Convolutional Networks (FCN-8s/16s/32s, Long et al. 2015)

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fcnseg import __version__
 from fcnseg.checkpoint import atomic_write
 from fcnseg.data.info import DatasetInfo
 from fcnseg.errors import FcnsegError
+from fcnseg.version import __version__
 
 
 def onnx_metadata(model: nn.Module, info: DatasetInfo | None = None) -> dict[str, str]:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fcnseg import __version__
+from fcnseg.version import __version__
 
 
 def seed_epoch(seed: int, epoch: int, rank: int) -> torch.Generator:

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from fcnseg import __version__
 from fcnseg.checkpoint import FORMAT, VERSION, atomic_write, load_checkpoint, model_from_checkpoint
 from fcnseg.errors import DataError, FcnsegError
+from fcnseg.version import __version__
 from fcnseg.zoo import NAME_PATTERN, BuiltinModel, _root, sha256_file
 
 

@@ -87,3 +87,11 @@ def test_commands_do_not_drive_the_cli() -> None:
         tree = ast.parse(path.read_text())
         mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert "fcnseg.cli" not in mods, path.name
+
+
+def test_first_line_of_an_error() -> None:
+    from fcnseg.errors import first_line
+
+    assert first_line(RuntimeError("\n  boom: disk\nTraceback ...")) == "boom: disk"
+    assert first_line(KeyError()) == "KeyError"
+    assert first_line(ValueError("x" * 500), limit=50) == "x" * 47 + "..."

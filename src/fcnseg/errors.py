@@ -15,3 +15,10 @@ class DataError(FcnsegError):
 
 class CheckpointError(FcnsegError):
     """A checkpoint is unreadable, truncated, untrusted or not written by fcnseg."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none), cut
+    to ``limit`` characters: what a one-line error quotes of a library's multi-line message."""
+    line = next((s.strip() for s in str(exc).splitlines() if s.strip()), type(exc).__name__)
+    return line if len(line) <= limit else line[: limit - 3] + "..."

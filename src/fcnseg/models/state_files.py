@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from fcnseg.errors import WeightsError
+from fcnseg.errors import WeightsError, first_line
 
 
 def load_state_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
@@ -21,7 +21,7 @@ def load_state_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise WeightsError(f"{path}: cannot be read as a PyTorch state dict ({first})") from exc
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{path}: not a state dict of tensors")

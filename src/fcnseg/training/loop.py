@@ -26,6 +26,7 @@ from fcnseg.checkpoint import load_state
 from fcnseg.data import SegmentationDataset
 from fcnseg.data.transforms import eval_transform, train_transform
 from fcnseg.engine import evaluate, train_one_epoch
+from fcnseg.errors import first_line
 from fcnseg.metrics import metrics_from_confusion
 from fcnseg.training import setup
 from fcnseg.training.config import ConfigError, TrainConfig, resolve
@@ -81,7 +82,7 @@ def make_fabric(cfg: TrainConfig):
             loggers=loggers,
         )
     except Exception as exc:  # Lightning's MisconfigurationException, ValueError, RuntimeError
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise ConfigError(
             f"cannot run on --accelerator {cfg.accelerator} --devices {cfg.devices} "
             f"--strategy {cfg.strategy} --precision {cfg.precision}: {first}"

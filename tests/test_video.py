@@ -191,6 +191,30 @@ def test_sideways_clip_comes_out_upright(ckpt, tmp_path, capsys, suffix, stored_
         assert np.abs(overlay - seg.overlay(rgb, saved)).mean() < 10, f"frame {i}"
 
 
+@pytest.mark.parametrize(
+    ("degrees", "hflip"), [(90, False), (180, False), (-90, False), (0, True), (90, True)]
+)
+def test_every_quarter_turn_and_mirror_is_undone(tmp_path: Path, degrees, hflip) -> None:
+    from fcnseg.video import probe, read_frames
+
+    clip = tmp_path / "turned.mp4"
+    frames = scene(2, (48, 64))
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(12))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(degrees, hflip=hflip)  # turn, then mirror, to show
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    shown = [np.rot90(raw, degrees // 90) for raw in decoded(clip)]
+    shown = [np.fliplr(f) if hflip else f for f in shown]
+    assert (probe(clip).height, probe(clip).width) == shown[0].shape[:2]
+    for got, want in zip(read_frames(clip), shown, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_variable_frame_rate_keeps_each_frame_time(ckpt, tmp_path: Path) -> None:
     def times(path: Path) -> list[float]:
         with av.open(str(path)) as container:

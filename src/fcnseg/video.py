@@ -302,14 +302,19 @@ class _FramesFolder:
             os.rename(self.target, old)
         try:
             os.rename(self.tmp, self.target)
-        except OSError as exc:
+        except BaseException as exc:  # Ctrl-C included: the earlier folder goes back
             if old is not None:
                 os.rename(old, self.target)
-            raise OutputError(f"{self.target}: cannot write ({exc.strerror or exc})") from exc
+            if isinstance(exc, OSError):
+                raise OutputError(f"{self.target}: cannot write ({exc.strerror or exc})") from exc
+            raise
         if old is not None:
-            for frame in old.iterdir():
-                frame.unlink()
-            old.rmdir()
+            try:
+                for frame in old.iterdir():
+                    frame.unlink()
+                old.rmdir()
+            except OSError:
+                pass  # the new frames are in place; a hidden leftover of ours does no harm
 
     def discard(self) -> None:
         """Remove the new folder if it was not swapped in (it holds only this run's frames)."""

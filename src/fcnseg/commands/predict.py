@@ -15,7 +15,12 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from fcnseg.commands.predict_video import add_video_arguments, predict_videos, split_videos
+from fcnseg.commands.predict_video import (
+    add_video_arguments,
+    check_video_outputs,
+    predict_videos,
+    split_videos,
+)
 from fcnseg.commands.tta import add_backend_argument, add_tta_arguments, tta_options
 from fcnseg.data.io import MAX_PIXELS_ENV, read_image, read_mask
 from fcnseg.data.layout import IMAGE_SUFFIXES, list_images
@@ -187,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = collect_inputs(args.input)
     names = dict(zip(inputs, output_names(inputs), strict=True))  # images and videos together
     files, videos = split_videos(inputs)  # each video is opened now: a bad one fails first
+    check_video_outputs(args, videos, Path(args.out), names)
     truth_dir = Path(args.truth) if args.truth else None
     truths = find_truths(files, truth_dir) if truth_dir else [None] * len(files)
     if truth_dir is not None and files:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from fcnseg.video import VideoInfo, is_video, probe
+from fcnseg.video import VideoInfo, check_outputs, is_video, probe
 
 if TYPE_CHECKING:
     from fcnseg.api import Segmenter
@@ -21,8 +21,11 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
         "--save-frames",
         action="store_true",
         help="for video inputs (.mp4, .mov, .mkv, .avi, .webm...): also write each frame's "
-        "class ids as {name}_labels/000000.png, ... (lossless); the overlay video "
-        "{name}_overlay.mp4 (same size and frame rate) is always written",
+        "class ids as {name}_labels/000000.png, ... (lossless; the folder appears whole once "
+        "the video is done and holds exactly its frames; an earlier one is replaced only if "
+        "fcnseg wrote everything in it). The overlay video {name}_overlay.mp4 is always "
+        "written: upright (a phone's rotation applied), same size and frame times. Videos, "
+        "like images, are refused when their frames are over the pixel limit",
     )
 
 
@@ -30,6 +33,21 @@ def split_videos(files: list[Path]) -> tuple[list[Path], list[tuple[Path, VideoI
     """``(images, videos)``; each video is opened now, so a bad one fails before any work."""
     videos = [(f, probe(f)) for f in files if is_video(f)]
     return [f for f in files if not is_video(f)], videos
+
+
+def check_video_outputs(
+    args: argparse.Namespace,
+    videos: list[tuple[Path, VideoInfo]],
+    out: Path,
+    names: dict[Path, str],
+) -> None:
+    """Every video's outputs checked before any work: ``{name}_overlay.mp4`` is absent or a
+    regular file that is none of the inputs (``names``' keys), and an existing
+    ``{name}_labels/`` (with ``--save-frames``) holds only frames fcnseg wrote."""
+    for path, _ in videos:
+        name = names[path]
+        frames_dir = out / f"{name}_labels" if args.save_frames else None
+        check_outputs(out / f"{name}_overlay.mp4", frames_dir, inputs=names)
 
 
 def predict_videos(

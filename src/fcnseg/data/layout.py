@@ -161,11 +161,13 @@ def _info(
     first = next(
         (s.mask for ss in found.splits.values() for s in ss if isinstance(s.mask, Path)), None
     )
-    if "palette" not in merged and first is not None and "classes" in merged:
+    if first is None or "classes" not in merged:
+        pass  # nothing to look at, or a description error from_dict reports below
+    elif kind == "voc" and "color_masks" not in merged and mask_mode(first) in ("RGB", "RGBA"):
+        merged = voc_colour_masks(merged)  # colour masks (CVAT's): labelmap's or VOC's colours
+    elif "palette" not in merged:
         n = len(merged["classes"])
-        if kind == "voc" and mask_mode(first) in ("RGB", "RGBA"):
-            merged = voc_colour_masks(merged)  # VOC-style colour masks: VOC's colours
-        elif (colours := mask_palette(first, n)) is not None:
+        if (colours := mask_palette(first, n)) is not None:
             spare = iter(c for c in default_palette(256) if c not in colours)
             merged["palette"] = [c if c is not None else next(spare) for c in colours]
             found.conventions += "; colours from the masks' palette"

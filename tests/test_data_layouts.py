@@ -1,0 +1,183 @@
+"""Public layouts read as they are distributed: VOC (and CVAT's export), Cityscapes, ADE20K, COCO.
+
+Each tiny dataset (tests/layouts.py) is audited, trained for one epoch (feature cache on) and
+evaluated with no restructuring; a malformed copy of each stops with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import train_args
+from layouts import BUILDERS, CVAT_LABELS, VOC_MASK_COLOURS, make_coco, make_voc
+from PIL import Image
+
+from fcnseg.cli import main
+from fcnseg.data import open_dataset, scan_split
+from fcnseg.data.known import (
+    ADE20K_CLASSES,
+    VOC_CLASSES,
+    cityscapes_label_map,
+    cityscapes_train_classes,
+    voc_colormap,
+)
+from fcnseg.errors import DataError
+
+KIND = {"voc": "voc", "cvat": "voc", "cityscapes": "cityscapes", "ade20k": "ade20k", "coco": "coco"}
+
+
+def test_known_tables_have_their_published_sizes() -> None:
+    names, colours = cityscapes_train_classes()
+    assert len(VOC_CLASSES) == 21 and len(set(VOC_CLASSES)) == 21
+    assert len(ADE20K_CLASSES) == 150 and len(set(ADE20K_CLASSES)) == 150
+    assert len(names) == 19 and len(set(colours)) == 19 and names[0] == "road"
+    assert len(cityscapes_label_map()) == 34 and cityscapes_label_map()[26] == 13  # car
+    assert voc_colormap()[:3] == ((0, 0, 0), (128, 0, 0), (0, 128, 0))
+    assert voc_colormap()[15] == (192, 128, 128) and voc_colormap()[255] == (224, 224, 192)
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_each_layout_is_audited_trained_and_evaluated_as_it_comes(
+    name: str, tmp_path: Path, capsys
+) -> None:
+    data = BUILDERS[name](tmp_path / name)
+    assert main(["verify-data", "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert f"layout {KIND[name]}," in out and "read as: " in out and "OK: 5 pairs usable" in out
+    run = tmp_path / "run"
+    assert main(train_args(data, run, "--epochs", "1")) == 0
+    assert "feature cache" in capsys.readouterr().out.lower()
+    ckpt = run / "checkpoint_best.pt"
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--split", "val"]) == 0
+    assert "mean IU" in capsys.readouterr().out
+
+
+def test_layout_conventions_become_labels(tmp_path: Path) -> None:
+    """Cityscapes' labelIds -> train ids, ADE20K's 0 -> void and 1..150 -> 0..149."""
+    expected = {
+        "cityscapes": {7: 0, 26: 13, 23: 10, 9: 255, 0: 255},  # parking and unlabeled are void
+        "ade20k": {1: 0, 3: 2, 13: 12, 150: 149, 0: 255},
+    }
+    for name, table in expected.items():
+        layout = open_dataset(BUILDERS[name](tmp_path / name))
+        sample = layout.split("train")[0]
+        stored = np.array(Image.open(sample.mask))
+        labels = scan_split([sample], layout.info).decoded[0].mask
+        for value, label in table.items():
+            assert (labels[stored == value] == label).all(), (name, value)
+
+
+def test_coco_painting_rule(tmp_path: Path) -> None:
+    """Unannotated pixels are background (0), crowd is void, the smaller dog lies on the cat."""
+    layout = open_dataset(make_coco(tmp_path / "coco"))
+    assert layout.info.class_names == ("background", "cat", "dog")
+    labels = scan_split(layout.split("train")[:1], layout.info).decoded[0].mask
+    assert labels[0, 0] == 0 and labels[20, 8] == 1  # background; inside the cat polygon only
+    assert (labels[10:16, 12:20] == 2).all()  # the dog's RLE, painted over the cat
+    assert labels[25, 40] == 255  # inside the crowd region
+    assert set(np.unique(labels)) == {0, 1, 2, 255}
+
+
+def test_a_voc_folder_trains_unchanged_and_its_pictures_use_the_masks_colours(
+    tmp_path: Path,
+) -> None:
+    data = make_voc(tmp_path / "VOC2012")
+    layout = open_dataset(data)
+    assert layout.kind == "voc" and layout.info.class_names == VOC_CLASSES
+    assert layout.info.palette[:4] == tuple(VOC_MASK_COLOURS)
+    assert len(set(layout.info.palette)) == 21  # ids the masks' palette leaves black: own colours
+    run = tmp_path / "run"
+    assert main(train_args(data, run, "--epochs", "1")) == 0
+    ckpt = torch.load(run / "checkpoint_best.pt", weights_only=True)
+    assert [tuple(c) for c in ckpt["dataset"]["palette"][:4]] == VOC_MASK_COLOURS
+    picture = np.array(Image.open(run / "img" / "epoch_001.png").convert("RGB"))
+    for colour in VOC_MASK_COLOURS[1:]:  # the truth panel draws the classes in the masks' colours
+        assert (picture == colour).all(-1).any(), colour
+
+
+def test_cvat_labelmap_gives_names_and_colours(tmp_path: Path) -> None:
+    info = open_dataset(BUILDERS["cvat"](tmp_path / "cvat")).info
+    assert info.class_names == tuple(n for n, _ in CVAT_LABELS)
+    assert info.palette == tuple(c for _, c in CVAT_LABELS) and info.color_masks
+
+
+def test_dataset_yaml_names_the_layout_and_overrides_names(tmp_path: Path) -> None:
+    data = make_voc(tmp_path / "v")
+    (data / "dataset.yaml").write_text("layout: voc\nname: mine\n")
+    layout = open_dataset(data)
+    assert layout.kind == "voc" and layout.info.name == "mine"
+    (data / "dataset.yaml").write_text("layout: pascal\n")
+    with pytest.raises(DataError, match=r"dataset\.yaml: unknown layout 'pascal'; known: "):
+        open_dataset(data)
+    (data / "dataset.yaml").write_text("layout: cityscapes\n")
+    with pytest.raises(DataError, match=r"the cityscapes layout needs a leftImg8bit/ folder"):
+        open_dataset(data)
+
+
+def _break_voc(data: Path) -> tuple[str, str]:
+    (data / "JPEGImages" / "2007_000039.jpg").unlink()
+    return "train.txt:2: '2007_000039'", "has no image in JPEGImages/"
+
+
+def _break_cvat(data: Path) -> tuple[str, str]:
+    mask = data / "SegmentationClass" / "frame_train_000001.png"
+    rgb = np.array(Image.open(mask))
+    rgb[0, 0] = (1, 2, 3)
+    Image.fromarray(rgb).save(mask)
+    return "frame_train_000001.png", r"colours not in the palette: \(1, 2, 3\)"
+
+
+def _break_cityscapes(data: Path) -> tuple[str, str]:
+    mask = next((data / "gtFine" / "train").rglob("*_000001_000019_gtFine_labelIds.png"))
+    ids = np.array(Image.open(mask))
+    ids[0, 0] = 40
+    Image.fromarray(ids).save(mask)
+    return mask.name, r"mask value\(s\) \[40\] have no training id"
+
+
+def _break_ade20k(data: Path) -> tuple[str, str]:
+    mask = data / "annotations" / "training" / "ADE_train_00000002.png"
+    ids = np.array(Image.open(mask))
+    ids[0, 0] = 200
+    Image.fromarray(ids).save(mask)
+    return mask.name, r"mask value\(s\) \[200\] have no training id"
+
+
+def _break_coco(data: Path) -> tuple[str, str]:
+    path = data / "annotations" / "instances_train2017.json"
+    doc = json.loads(path.read_text())
+    doc["annotations"][4]["category_id"] = 99
+    path.write_text(json.dumps(doc))
+    return "instances_train2017.json", r"annotation 12 has unknown category id 99"
+
+
+BREAK = {
+    "voc": _break_voc,
+    "cvat": _break_cvat,
+    "cityscapes": _break_cityscapes,
+    "ade20k": _break_ade20k,
+    "coco": _break_coco,
+}
+
+
+@pytest.mark.parametrize("name", list(BREAK))
+def test_a_malformed_copy_stops_in_one_line_and_writes_nothing(
+    name: str, tmp_path: Path, capsys
+) -> None:
+    data = BUILDERS[name](tmp_path / name)
+    where, problem = BREAK[name](data)
+    assert main(["verify-data", "--data", str(data)]) == 1
+    err = capsys.readouterr().err
+    assert any(where in line and re.search(problem, line) for line in err.splitlines()), err
+    run = tmp_path / "run"
+    assert main(train_args(data, run, "--epochs", "1")) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fcnseg")]
+    assert len(lines) == 1 and lines[0].startswith("fcnseg train: error: ") and where in lines[0]
+    assert re.search(problem, lines[0]), lines[0]
+    assert not run.exists()

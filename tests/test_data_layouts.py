@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,13 @@ from fcnseg.data.known import (
 )
 from fcnseg.errors import DataError
 
+# Folders of validation images and their masks, for predict --truth (COCO has no mask files).
+TRUTHS = {
+    "voc": ("JPEGImages", "SegmentationClass", 5),
+    "cvat": ("JPEGImages", "SegmentationClass", 5),
+    "cityscapes": ("leftImg8bit/val/frankfurt", "gtFine/val/frankfurt", 2),
+    "ade20k": ("images/validation", "annotations/validation", 2),
+}
 KIND = {"voc": "voc", "cvat": "voc", "cityscapes": "cityscapes", "ade20k": "ade20k", "coco": "coco"}
 
 
@@ -42,7 +50,7 @@ def test_known_tables_have_their_published_sizes() -> None:
 
 
 @pytest.mark.parametrize("name", list(BUILDERS))
-def test_each_layout_is_audited_trained_and_evaluated_as_it_comes(
+def test_each_layout_is_audited_trained_evaluated_and_predicted_as_it_comes(
     name: str, tmp_path: Path, capsys
 ) -> None:
     data = BUILDERS[name](tmp_path / name)
@@ -53,8 +61,19 @@ def test_each_layout_is_audited_trained_and_evaluated_as_it_comes(
     assert main(train_args(data, run, "--epochs", "1")) == 0
     assert "feature cache" in capsys.readouterr().out.lower()
     ckpt = run / "checkpoint_best.pt"
+    if name == "voc":  # checkpoint and pictures in the colours stored in the masks
+        stored = torch.load(ckpt, weights_only=True)["dataset"]["palette"][:4]
+        assert [tuple(c) for c in stored] == VOC_MASK_COLOURS
+        picture = np.array(Image.open(run / "img" / "epoch_001.png").convert("RGB"))
+        for colour in VOC_MASK_COLOURS[1:]:  # the truth panel draws the masks' colours
+            assert (picture == colour).all(-1).any(), colour
     assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--split", "val"]) == 0
     assert "mean IU" in capsys.readouterr().out
+    if name in TRUTHS:  # predict --truth reads the layout's own masks through the checkpoint
+        images, masks, count = TRUTHS[name]
+        argv = ["predict", "--checkpoint", str(ckpt), "--input", str(data / images)]
+        assert main([*argv, "--truth", str(data / masks), "--out", str(tmp_path / "pred")]) == 0
+        assert f"({count} with truth)" in capsys.readouterr().out
 
 
 def test_layout_conventions_become_labels(tmp_path: Path) -> None:
@@ -83,21 +102,13 @@ def test_coco_painting_rule(tmp_path: Path) -> None:
     assert set(np.unique(labels)) == {0, 1, 2, 255}
 
 
-def test_a_voc_folder_trains_unchanged_and_its_pictures_use_the_masks_colours(
-    tmp_path: Path,
-) -> None:
-    data = make_voc(tmp_path / "VOC2012")
-    layout = open_dataset(data)
+def test_a_voc_folder_reads_as_it_comes_with_the_masks_colours(tmp_path: Path) -> None:
+    """(Its training run, pictures in the masks' colours, is checked in the parametrised test.)"""
+    layout = open_dataset(make_voc(tmp_path / "VOC2012"))
     assert layout.kind == "voc" and layout.info.class_names == VOC_CLASSES
     assert layout.info.palette[:4] == tuple(VOC_MASK_COLOURS)
     assert len(set(layout.info.palette)) == 21  # ids the masks' palette leaves black: own colours
-    run = tmp_path / "run"
-    assert main(train_args(data, run, "--epochs", "1")) == 0
-    ckpt = torch.load(run / "checkpoint_best.pt", weights_only=True)
-    assert [tuple(c) for c in ckpt["dataset"]["palette"][:4]] == VOC_MASK_COLOURS
-    picture = np.array(Image.open(run / "img" / "epoch_001.png").convert("RGB"))
-    for colour in VOC_MASK_COLOURS[1:]:  # the truth panel draws the classes in the masks' colours
-        assert (picture == colour).all(-1).any(), colour
+    assert set(layout.splits) == {"train", "val"}  # trainval.txt is not a split of its own
 
 
 def test_cvat_labelmap_gives_names_and_colours(tmp_path: Path) -> None:
@@ -180,3 +191,12 @@ def test_a_malformed_copy_stops_in_one_line_and_writes_nothing(
     assert len(lines) == 1 and lines[0].startswith("fcnseg train: error: ") and where in lines[0]
     assert re.search(problem, lines[0]), lines[0]
     assert not run.exists()
+
+
+def test_coco_without_pycocotools_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    data = make_coco(tmp_path / "coco")
+    monkeypatch.setitem(sys.modules, "pycocotools", None)  # as if not installed
+    assert main(["verify-data", "--data", str(data)]) == 2
+    assert capsys.readouterr().err.strip().endswith("pip install 'fcnseg[coco]'")

@@ -32,6 +32,15 @@ from fcnseg.errors import DataError
 INSTALL_HINT = "COCO-format annotations need pycocotools: pip install 'fcnseg[coco]'"
 
 
+def _mask_utils():
+    """pycocotools' mask module (an optional dependency: ``fcnseg[coco]``)."""
+    try:
+        from pycocotools import mask
+    except ImportError as exc:
+        raise DataError(INSTALL_HINT) from exc
+    return mask
+
+
 def coco_files(root: Path) -> dict[str, Path]:
     """Split -> annotation file, for the places listed in this module's docstring."""
     found: dict[str, list[Path]] = {}
@@ -63,6 +72,7 @@ def _split_in_name(stem: str) -> str | None:
 
 def read_coco(root: Path) -> Found:
     """Every split's images and their annotations; categories become the classes."""
+    _mask_utils()  # before any work: without pycocotools, one line saying how to install it
     files = coco_files(root)
     found = Found()
     categories: dict[int, str] = {}
@@ -172,10 +182,7 @@ class CocoMask:
 
     def _pixels(self, ann: dict) -> np.ndarray:
         """An annotation's region ``(H, W)`` bool; DataError names the file and annotation."""
-        try:
-            from pycocotools import mask as mask_utils
-        except ImportError as exc:
-            raise DataError(INSTALL_HINT) from exc
+        mask_utils = _mask_utils()
         seg, h, w = ann.get("segmentation"), self.height, self.width
         where = f"{self}: annotation {ann.get('id')}"
         try:

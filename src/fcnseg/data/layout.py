@@ -34,6 +34,7 @@ from fcnseg.data.pairs import (  # re-exported: the names other modules know thi
     first_problem,
     list_images,
     pair_files,
+    pair_key,
 )
 from fcnseg.errors import DataError
 
@@ -49,6 +50,7 @@ __all__ = [
     "list_images",
     "open_dataset",
     "pair_files",
+    "pair_key",
 ]
 
 LAYOUTS = ("dataset1", "voc", "cityscapes", "ade20k", "coco", "folders")

@@ -61,6 +61,19 @@ class DatasetLayout:
         raise DataError(f"{self.root}: no 'val' or 'test' split to validate on")
 
 
+# Name endings that differ between an image and its mask in a public layout (Cityscapes).
+PAIR_SUFFIXES = ("_leftImg8bit", "_gtFine_labelIds")
+
+
+def pair_key(path: Path) -> str:
+    """The stem an image and its mask share: ``aachen_000000_000019`` for both
+    ``..._leftImg8bit.png`` and ``..._gtFine_labelIds.png``, else the file's stem."""
+    for suffix in PAIR_SUFFIXES:
+        if path.stem.endswith(suffix):
+            return path.stem.removesuffix(suffix)
+    return path.stem
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files in ``folder`` by suffix, sorted by name."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -200,3 +201,103 @@ def test_coco_without_pycocotools_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "pycocotools", None)  # as if not installed
     assert main(["verify-data", "--data", str(data)]) == 2
     assert capsys.readouterr().err.strip().endswith("pip install 'fcnseg[coco]'")
+
+
+def test_a_coco_file_without_a_split_in_its_name_is_named(tmp_path: Path) -> None:
+    data = make_coco(tmp_path / "coco")
+    for path in (data / "annotations").iterdir():
+        path.rename(path.with_name(path.name.replace("_train2017", "_default")))
+    (data / "annotations" / "instances_val2017.json").unlink()
+    with pytest.raises(DataError, match=r"no COCO file names a split: expected annotations/"):
+        open_dataset(data)
+
+
+def test_cityscapes_splits_without_fine_labels_are_not_read(tmp_path: Path) -> None:
+    data = BUILDERS["cityscapes"](tmp_path / "cs")
+    extra = data / "leftImg8bit" / "train_extra" / "bonn" / "bonn_000000_000019_leftImg8bit.png"
+    extra.parent.mkdir(parents=True)
+    shutil.copy(next((data / "leftImg8bit" / "train").rglob("*.png")), extra)
+    assert set(open_dataset(data).splits) == {"train", "val"}
+
+
+def _resave_masks(data: Path, convert) -> None:
+    for mask in data.glob("*/masks/*.png"):
+        convert(Image.open(mask)).save(mask)
+
+
+def test_palette_masks_give_the_colours_of_a_description_without_palette(tmp_path: Path) -> None:
+    from fcnseg.data.synthetic import make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "d", counts={"train": 2, "val": 1}, size=(16, 24))
+    (data / "dataset.yaml").write_text("classes: [background, disk, box, bar]\n")
+    default = open_dataset(data).info.palette  # 8-bit grey masks: fcnseg's own colours
+    _resave_masks(data, lambda m: m.convert("P"))  # PIL's grey-ramp palette says nothing
+    assert open_dataset(data).info.palette == default
+    colours = [(1, 2, 3), (250, 0, 0), (1, 2, 3), (0, 0, 250)]  # id 2 repeats id 0's colour
+
+    def paletted(mask: Image.Image) -> Image.Image:
+        mask = mask.convert("L").convert("P")
+        mask.putpalette([v for c in colours for v in c])
+        return mask
+
+    _resave_masks(data, paletted)
+    palette = open_dataset(data).info.palette
+    assert [palette[i] for i in (0, 1, 3)] == [colours[i] for i in (0, 1, 3)]
+    assert len(set(palette)) == 4  # the repeat got a colour of its own
+
+
+def test_label_map_in_dataset_yaml_translates_mask_values(tmp_path: Path) -> None:
+    from fcnseg.data.info import DatasetInfo
+    from fcnseg.data.synthetic import make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "d", counts={"train": 2, "val": 1}, size=(16, 24))
+
+    def shifted(mask: Image.Image) -> Image.Image:  # ids 0..3 stored as 5, 15, 25, 35; void as 0
+        ids = np.array(mask)
+        return Image.fromarray(np.where(ids == 255, 0, ids * 10 + 5).astype(np.uint8))
+
+    _resave_masks(data, shifted)
+    (data / "dataset.yaml").write_text(
+        "classes: [background, disk, box, bar]\nlabel_map: {5: 0, 15: 1, 25: 2, 35: 3, 0: 255}\n"
+    )
+    layout = open_dataset(data)
+    scan = scan_split(layout.split("train"), layout.info)
+    assert set(np.unique(np.concatenate([d.mask.ravel() for d in scan.decoded]))) <= {
+        0,
+        1,
+        2,
+        3,
+        255,
+    }
+    assert DatasetInfo.from_dict(layout.info.to_dict()) == layout.info  # as checkpoints store it
+    (data / "dataset.yaml").write_text("classes: [background, disk, box, bar]\nlabel_map: {5: 0}\n")
+    with pytest.raises(
+        DataError, match=r"mask value\(s\) \[.*\] have no training id in the label map"
+    ):
+        scan_split(open_dataset(data).split("train"), open_dataset(data).info)
+    (data / "dataset.yaml").write_text("classes: [a, b]\nlabel_map: {5: 7}\n")
+    with pytest.raises(DataError, match=r"'label_map' entry 5: 7 must map a value 0\.\.255 to a"):
+        open_dataset(data)
+
+
+def test_roboflow_coco_export_with_compressed_rle(tmp_path: Path) -> None:
+    from pycocotools import mask as mask_utils
+
+    region = np.zeros((32, 48), dtype=np.uint8, order="F")
+    region[5:20, 5:30] = 1
+    rle = mask_utils.encode(region)
+    rle["counts"] = rle["counts"].decode()  # JSON holds the string
+    for folder in ("train", "valid"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(tmp_path / folder / "a.jpg")
+        doc = {
+            "images": [{"id": 0, "file_name": "a.jpg", "height": 32, "width": 48}],
+            "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "segmentation": rle, "iscrowd": 0}],
+            "categories": [{"id": 0, "name": "cells"}, {"id": 1, "name": "cell"}],
+        }  # fmt: skip
+        (tmp_path / folder / "_annotations.coco.json").write_text(json.dumps(doc))
+    layout = open_dataset(tmp_path)
+    assert layout.kind == "coco" and set(layout.splits) == {"train", "val"}
+    assert layout.info.class_names == ("background", "cells", "cell")
+    labels = scan_split(layout.split("val"), layout.info).decoded[0].mask
+    np.testing.assert_array_equal(labels, region * 2)

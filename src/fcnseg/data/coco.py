@@ -74,6 +74,12 @@ def read_coco(root: Path) -> Found:
     """Every split's images and their annotations; categories become the classes."""
     _mask_utils()  # before any work: without pycocotools, one line saying how to install it
     files = coco_files(root)
+    if not files:
+        raise DataError(
+            f"{root}: no COCO file names a split: expected annotations/instances_train*.json "
+            f"and instances_val*.json (rename e.g. instances_default.json) or Roboflow's "
+            f"train/_annotations.coco.json"
+        )
     found = Found()
     categories: dict[int, str] = {}
     loaded = {split: _load(path) for split, path in files.items()}

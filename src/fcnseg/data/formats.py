@@ -126,6 +126,8 @@ def read_cityscapes(root: Path) -> Found:
     labelIds become the 19 training ids, the other labels void (255)."""
     found = Found()
     for folder in sorted(p for p in (root / "leftImg8bit").iterdir() if p.is_dir()):
+        if not (root / "gtFine" / folder.name).is_dir():
+            continue  # train_extra (coarse labels only) or images of a split without labels
         split = SPLIT_NAMES.get(folder.name, folder.name)
         samples, problems = [], []
         for image in sorted(folder.rglob("*.png")):

@@ -65,8 +65,6 @@ REQUIRED = {
 
 def detect_layout(root: Path) -> str:
     """The layout of ``root`` judged by its folder names (``folders`` when none matches)."""
-    from fcnseg.data.coco import coco_files
-
     if (root / "images_prepped_train").is_dir() or (root / "images_prepped_test").is_dir():
         return "dataset1"
     if (root / "JPEGImages").is_dir() and (root / "SegmentationClass").is_dir():
@@ -75,7 +73,7 @@ def detect_layout(root: Path) -> str:
         return "cityscapes"
     if (root / "images" / "training").is_dir() and (root / "annotations" / "training").is_dir():
         return "ade20k"
-    if not any((root / s).is_dir() for s in SPLITS) and coco_files(root):
+    if not any((root / s).is_dir() for s in SPLITS) and any((root / "annotations").glob("*.json")):
         return "coco"
     if any((root / s / "_annotations.coco.json").is_file() for s in ("train", "valid", "test")):
         return "coco"

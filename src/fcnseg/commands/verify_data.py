@@ -41,8 +41,8 @@ def format_audit(layout, scans: dict[str, SplitScan]) -> str:
     info = layout.info
     lines = [
         f"{layout.root}: layout {layout.kind}, {info.num_classes} classes, "
-        f"ignore label {info.ignore_index}",
-        *([f"read as: {layout.conventions}"] if layout.conventions else []),
+        f"ignore label {info.ignore_index}"
+        + (f" (read as: {layout.conventions})" if layout.conventions else ""),
         "",
         f"{'split':<8}{'pairs':>7}{'bad':>9}  image sizes (H x W: count)",
     ]

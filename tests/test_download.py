@@ -26,11 +26,13 @@ class Handler(BaseHTTPRequestHandler):
 
     payload = b""
     cut_at: int | None = None
+    supports_ranges = True
     ranges: list[str | None] = []
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         rng = self.headers.get("Range")
         type(self).ranges.append(rng)
+        rng = rng if self.supports_ranges else None
         start = int(re.fullmatch(r"bytes=(\d+)-", rng).group(1)) if rng else 0
         if start >= len(self.payload):
             self.send_response(416)
@@ -163,3 +165,14 @@ def test_a_zip_reaching_outside_its_folder_is_refused(server, tmp_path: Path, ca
     assert main(["download", "dataset1", "--to", str(tmp_path)]) == 2
     assert "refusing a member outside the folder: ../evil.txt" in _error_line(capsys)
     assert not (tmp_path.parent / "evil.txt").exists() and not (tmp_path / "dataset1").exists()
+
+
+def test_a_server_ignoring_ranges_is_downloaded_again_from_the_start(
+    server, tmp_path: Path
+) -> None:
+    server.cut_at, server.supports_ranges = 100, False
+    assert main(["download", "dataset1", "--to", str(tmp_path)]) == 2
+    server.cut_at = None
+    assert main(["download", "dataset1", "--to", str(tmp_path)]) == 0
+    assert server.ranges == [None, "bytes=100-"]  # asked to resume, sent everything: restarted
+    assert (tmp_path / "dataset1.zip").read_bytes() == server.payload

@@ -129,18 +129,24 @@ def _download(source: Source, part: Path, archive: Path, progress: bool) -> None
                 leave=False,
             ) as bar,
         ):
-            try:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            except (http.client.IncompleteRead, OSError):
-                pass  # reported below with the byte counts
+            while chunk := _read(response):
+                out.write(chunk)  # a full disk raises here, as itself
+                bar.update(len(chunk))
     got = part.stat().st_size
     if total is not None and got < total:
         raise DataError(
             f"{source.url}: download interrupted at {got:,} of {total:,} bytes; run the same "
             f"command again to resume ({part} is kept)"
         )
+
+
+def _read(response: http.client.HTTPResponse) -> bytes:
+    """The next chunk; b"" at the end or when the connection breaks (the caller compares the
+    byte count with Content-Length and says how far it got)."""
+    try:
+        return response.read(CHUNK)
+    except (http.client.IncompleteRead, OSError):
+        return b""
 
 
 def _check_sha256(path: Path, source: Source, *, ours: bool) -> None:

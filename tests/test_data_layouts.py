@@ -301,3 +301,22 @@ def test_roboflow_coco_export_with_compressed_rle(tmp_path: Path) -> None:
     assert layout.info.class_names == ("background", "cells", "cell")
     labels = scan_split(layout.split("val"), layout.info).decoded[0].mask
     np.testing.assert_array_equal(labels, region * 2)
+
+
+def test_pictures_of_ade20k_s_150_classes_stay_a_readable_size() -> None:
+    """An 85-inch confusion matrix took about a minute to draw; now ~20 in, no cell numbers."""
+    import matplotlib.pyplot as plt
+
+    from fcnseg.data.info import DatasetInfo
+    from fcnseg.viz import confusion_figure, per_class_figure
+
+    info = DatasetInfo.from_dict({"classes": list(ADE20K_CLASSES)})
+    cm = np.eye(150, dtype=np.int64)
+    for fig in (
+        confusion_figure(cm, info),
+        per_class_figure(dict.fromkeys(ADE20K_CLASSES, 0.5), info),
+    ):
+        width, height = fig.get_size_inches()
+        assert width <= 28 and height <= 23, (width, height)
+        assert len(fig.axes[0].texts) == 0  # no per-cell or per-bar numbers at this size
+        plt.close(fig)

@@ -23,9 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "where to put the zip by hand; a zip found there is used as it is.",
     )
     p.add_argument("name", choices=sorted(SOURCES), help="the dataset")
-    p.add_argument("--to", default=".", help="folder to put it in (default: the current one)")
+    p.add_argument(
+        "--to", default=".", metavar="DIR", help="folder to put it in (default: the current one)"
+    )
     p.add_argument("--url", help="download from this address instead (a mirror)")
-    p.add_argument("--sha256", help="expected sha256 of the zip (checked before extracting)")
+    p.add_argument(
+        "--sha256", metavar="HEX", help="expected sha256 of the zip (checked before extracting)"
+    )
     p.set_defaults(func=run)
 
 

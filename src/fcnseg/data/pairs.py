@@ -58,7 +58,10 @@ class DatasetLayout:
         for name in ("val", "test"):
             if name in self.splits:
                 return name
-        raise DataError(f"{self.root}: no 'val' or 'test' split to validate on")
+        raise DataError(
+            f"{self.root}: no 'val' or 'test' split to validate on (found: "
+            f"{', '.join(self.splits) or 'none'})"
+        )
 
 
 # Name endings that differ between an image and its mask in a public layout (Cityscapes).

@@ -17,6 +17,7 @@ by transfer learning from an ImageNet backbone.
 
 Typical use:
   fcnseg demo                              the whole pipeline on built-in synthetic data
+  fcnseg download dataset1 --to DIR        fetch the sample dataset (resumable, checked)
   fcnseg verify-data --data DIR            audit a dataset before training
   fcnseg train --data DIR --out RUN         train (frozen backbone or fine-tuning)
   fcnseg evaluate --checkpoint CKPT --data DIR

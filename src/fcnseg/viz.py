@@ -194,15 +194,18 @@ def confusion_figure(cm: np.ndarray, info: DatasetInfo) -> Figure:
     cm = np.asarray(cm, dtype=np.float64)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     n = len(info.class_names)
-    cell = 0.55  # inches: room for "0.00" at 9 pt
+    # 0.55 in per cell leaves room for "0.00" at 9 pt; past ~36 classes (ADE20K's 150) the
+    # figure stays about 20 in wide, without the numbers (an 85 in figure took a minute to draw).
+    cell = min(0.55, 20 / max(n, 1))
+    ticks = 9 if cell >= 0.3 else 6
     fig, ax = plt.subplots(figsize=(2.6 + cell * n, 2.0 + cell * n), layout="constrained", dpi=DPI)
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), info.class_names, rotation=45, ha="right", fontsize=9)
-    ax.set_yticks(range(n), info.class_names, fontsize=9)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks(range(n), info.class_names, rotation=45, ha="right", fontsize=ticks)
+    ax.set_yticks(range(n), info.class_names, fontsize=ticks)
     ax.set_xlabel("predicted", fontsize=10)
     ax.set_ylabel("true", fontsize=10)
     ax.set_title("confusion matrix (each row: where a true class went)", fontsize=10)
-    for i, j in zip(*np.nonzero(norm >= 0.005), strict=True):
+    for i, j in zip(*np.nonzero(norm >= 0.005), strict=True) if cell >= 0.5 else ():
         color = "white" if norm[i, j] > 0.55 else "black"
         ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=9, color=color)
     fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
@@ -222,7 +225,8 @@ def per_class_figure(per_class_iu: dict[str, float | None], info: DatasetInfo) -
     """
     names = list(per_class_iu)
     colour = dict(zip(info.class_names, info.palette, strict=True))
-    fig, ax = plt.subplots(figsize=(2.0 + 0.55 * len(names), 4.0), layout="constrained", dpi=DPI)
+    slot = min(0.55, 24 / max(len(names), 1))  # inches per bar; ~26 in wide at most (ADE20K)
+    fig, ax = plt.subplots(figsize=(2.0 + slot * len(names), 4.0), layout="constrained", dpi=DPI)
     defined = [i for i, n in enumerate(names) if per_class_iu[n] is not None]
     values = [float(per_class_iu[names[i]]) for i in defined]  # type: ignore[arg-type]
     bars = ax.bar(
@@ -234,9 +238,10 @@ def per_class_figure(per_class_iu: dict[str, float | None], info: DatasetInfo) -
     )
     # White behind the values, so that the mean line never strikes through one.
     box = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"}
-    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=8, bbox=box)
+    if slot >= 0.3:  # narrower bars have no room for their numbers
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=2, fontsize=8, bbox=box)
     for i, name in enumerate(names):
-        if per_class_iu[name] is None:
+        if per_class_iu[name] is None and slot >= 0.3:
             ax.text(
                 i, 0.01, "n/a", ha="center", va="bottom", fontsize=8, color="0.4", style="italic"
             )
@@ -249,7 +254,9 @@ def per_class_figure(per_class_iu: dict[str, float | None], info: DatasetInfo) -
         # The value as a tick of a right-hand axis: at the line's end, and laid out with it.
         right = ax.secondary_yaxis("right")
         right.set_yticks([mean], [f"mean IU\n{mean:.3f}"], fontsize=8)
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=9)
+    ax.set_xticks(
+        range(len(names)), names, rotation=45, ha="right", fontsize=9 if slot >= 0.3 else 6
+    )
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylim(0, 1.08)
     ax.set_ylabel("IoU")

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from fcnseg.commands import app, demo, evaluate, export, models, predict, train, verify_data
+from fcnseg.commands import (
+    app,
+    demo,
+    download,
+    evaluate,
+    export,
+    models,
+    predict,
+    train,
+    verify_data,
+)
 
 
 def register_commands(sub: argparse._SubParsersAction) -> None:
     """Add every sub-command's parser to ``sub``."""
-    for module in (models, verify_data, train, evaluate, predict, export, demo, app):
+    for module in (models, verify_data, download, train, evaluate, predict, export, demo, app):
         module.add_parser(sub)

@@ -23,7 +23,7 @@ from fcnseg.commands.predict_video import (
 )
 from fcnseg.commands.tta import add_backend_argument, add_tta_arguments, tta_options
 from fcnseg.data.io import MAX_PIXELS_ENV, read_image, read_mask
-from fcnseg.data.layout import IMAGE_SUFFIXES, list_images
+from fcnseg.data.layout import IMAGE_SUFFIXES, list_images, pair_key
 from fcnseg.errors import DataError, FcnsegError
 from fcnseg.files import OutputError, atomic_write, check_writable_dir
 from fcnseg.inference import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling
@@ -163,11 +163,12 @@ def _parents(path: Path, depth: int) -> list[str]:
 
 
 def find_truths(files: list[Path], truth_dir: Path) -> list[Path | None]:
-    """The mask named like each input in ``truth_dir`` (a .png preferred), or None."""
+    """The mask named like each input in ``truth_dir`` (a .png preferred), or None; Cityscapes'
+    ``X_gtFine_labelIds.png`` is the mask of ``X_leftImg8bit.png``."""
     index: dict[str, Path] = {}
     for p in sorted(list_images(truth_dir), key=lambda p: (p.suffix.lower() != ".png", p.name)):
-        index.setdefault(p.stem, p)
-    return [index.get(f.stem) for f in files]
+        index.setdefault(pair_key(p), p)
+    return [index.get(pair_key(f)) for f in files]
 
 
 def _check_options(args: argparse.Namespace) -> dict:

@@ -15,13 +15,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "verify-data",
         help="check every image/mask pair and print an audit of the dataset",
-        description="Check every image/mask pair of a dataset and print an audit: counts per "
+        description="Say which layout a dataset folder is in (dataset1, voc, cityscapes, "
+        "ade20k, coco or folders) and how it is read, check every image/mask pair and print "
+        "an audit: counts per "
         "split, image sizes, class histogram (pixels and images per class), void share, "
         "median-frequency class weights and files found in two splits. Exit 0 when the data "
         "is usable; otherwise every bad pair or unpaired file is listed on one line with its "
         "reason, then a summary, and the exit code is 1.",
     )
-    p.add_argument("--data", required=True, help="dataset folder (dataset1 or generic layout)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="dataset folder: dataset1, VOC, Cityscapes, ADE20K, COCO JSON or train/val/test "
+        "folders with a dataset.yaml",
+    )
     p.set_defaults(func=run)
 
 
@@ -34,7 +41,8 @@ def format_audit(layout, scans: dict[str, SplitScan]) -> str:
     info = layout.info
     lines = [
         f"{layout.root}: layout {layout.kind}, {info.num_classes} classes, "
-        f"ignore label {info.ignore_index}",
+        f"ignore label {info.ignore_index}"
+        + (f" (read as: {layout.conventions})" if layout.conventions else ""),
         "",
         f"{'split':<8}{'pairs':>7}{'bad':>9}  image sizes (H x W: count)",
     ]

@@ -20,7 +20,9 @@ class DatasetInfo:
     """Class names, one RGB colour per class, and the label that is ignored (void).
 
     ``color_masks`` says masks are RGB pictures whose colours are the palette's (plus
-    ``ignore_color`` for void) rather than 8-bit label ids.
+    ``ignore_color`` for void) rather than 8-bit label ids. ``label_map`` translates the values
+    stored in masks into class ids (or ``ignore_index``), as ``(value, id)`` pairs; a value it
+    does not list is an error. Cityscapes' labelIds and ADE20K's 1-based ids need one.
     """
 
     name: str
@@ -30,10 +32,20 @@ class DatasetInfo:
     color_masks: bool = False
     ignore_color: tuple[int, int, int] | None = None
     notes: tuple[str, ...] = field(default=())
+    label_map: tuple[tuple[int, int], ...] | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def label_table(self) -> np.ndarray | None:
+        """``label_map`` as a 256-entry lookup ``(256,)`` int16, -1 where a value is not listed."""
+        if self.label_map is None:
+            return None
+        table = np.full(256, -1, dtype=np.int16)
+        for value, target in self.label_map:
+            table[value] = target
+        return table
 
     def to_dict(self) -> dict:
         """Plain types only, for checkpoints (loadable with ``weights_only=True``) and YAML."""
@@ -42,6 +54,10 @@ class DatasetInfo:
         d["palette"] = [list(c) for c in self.palette]
         d["ignore_color"] = list(self.ignore_color) if self.ignore_color else None
         d["notes"] = list(self.notes)
+        if self.label_map is None:
+            del d["label_map"]  # descriptions without one are stored exactly as before
+        else:
+            d["label_map"] = [list(pair) for pair in self.label_map]
         return d
 
     @classmethod
@@ -90,6 +106,9 @@ class DatasetInfo:
         notes = d.get("notes", [])
         if not isinstance(notes, list | tuple) or not all(isinstance(n, str) for n in notes):
             raise DataError(f"{source}: 'notes' must be a list of strings, got {notes!r}")
+        label_map = _label_map(d.get("label_map"), len(names), ignore, source)
+        if label_map is not None and color_masks:
+            raise DataError(f"{source}: 'label_map' is for id masks, not with 'color_masks: true'")
         return cls(
             name=name,
             class_names=tuple(names),
@@ -98,6 +117,7 @@ class DatasetInfo:
             color_masks=color_masks,
             ignore_color=tuple(ignore_color) if ignore_color is not None else None,
             notes=tuple(notes),
+            label_map=label_map,
         )
 
 
@@ -111,6 +131,7 @@ KNOWN_KEYS = (
     "color_masks",
     "ignore_color",
     "notes",
+    "label_map",
 )
 
 
@@ -137,6 +158,30 @@ def _class_names(names: object, source: str) -> list[str]:
         # Per-class IoUs are keyed by name: a repeated name would silently drop one of them.
         raise DataError(f"{source}: duplicate class name(s): {', '.join(map(repr, dups))}")
     return list(names)
+
+
+def _label_map(
+    given: object, n: int, ignore: int, source: str
+) -> tuple[tuple[int, int], ...] | None:
+    """``{value: id}`` (YAML) or ``[[value, id], ...]`` (checkpoints) as sorted pairs, checked."""
+    if given is None:
+        return None
+    pairs = list(given.items()) if isinstance(given, dict) else given
+    ok = isinstance(pairs, list | tuple) and all(
+        isinstance(p, list | tuple) and len(p) == 2 and all(map(_is_int, p)) for p in pairs
+    )
+    if not ok or not pairs:
+        raise DataError(f"{source}: 'label_map' must map mask values to class ids, e.g. {{7: 0}}")
+    for value, target in pairs:
+        if not 0 <= value <= 255 or not (0 <= target < n or target == ignore):
+            raise DataError(
+                f"{source}: 'label_map' entry {value}: {target} must map a value 0..255 to a "
+                f"class id 0..{n - 1} or the ignore label {ignore}"
+            )
+    values = [v for v, _ in pairs]
+    if len(set(values)) < len(values):
+        raise DataError(f"{source}: 'label_map' lists a mask value twice")
+    return tuple(sorted((int(v), int(t)) for v, t in pairs))
 
 
 def _palette(
@@ -286,17 +331,21 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-def load_description(path: Path) -> DatasetInfo:
-    """Read a ``dataset.yaml`` / ``dataset.json`` description file; DataError names the file."""
+def read_description(path: Path) -> object:
+    """The parsed content of a ``dataset.yaml`` / ``dataset.json`` (unchecked); DataError names
+    the file when it cannot be read or parsed."""
     try:
         text = path.read_text()
         if path.suffix == ".json":
-            d = json.loads(text)
-        else:
-            d = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+            return json.loads(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise DataError(f"{path}: cannot read the dataset description ({_one_line(exc)})") from exc
-    info = DatasetInfo.from_dict(d, str(path))
+
+
+def load_description(path: Path) -> DatasetInfo:
+    """Read a ``dataset.yaml`` / ``dataset.json`` description file; DataError names the file."""
+    info = DatasetInfo.from_dict(read_description(path), str(path))
     if info.name == "dataset":
         info = DatasetInfo(**{**asdict(info), "name": path.parent.name})
     return info

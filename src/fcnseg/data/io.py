@@ -118,8 +118,9 @@ def read_mask(path: str | Path, info: DatasetInfo) -> np.ndarray:
     """A label map ``(H, W)`` uint8 of class ids (or ``info.ignore_index``), validated.
 
     8-bit grayscale, palette-mode (the index is the id, as in PASCAL VOC) and 16-bit masks hold
-    ids directly; RGB masks are mapped through the palette when ``info.color_masks`` is set, and
-    RGB masks whose three channels are equal are read as ids.
+    ids directly (translated by ``info.label_map`` where the dataset has one); RGB masks are
+    mapped through the palette when ``info.color_masks`` is set, and RGB masks whose three
+    channels are equal are read as ids.
     """
     path = Path(path)
     img = open_image(path)
@@ -143,8 +144,66 @@ def read_mask(path: str | Path, info: DatasetInfo) -> np.ndarray:
             )
     else:
         raise DataError(f"{path}: unsupported mask mode {img.mode!r} (expected an 8-bit label PNG)")
+    if info.label_map is not None and not info.color_masks:
+        labels = map_labels(labels, info, path)
     check_labels(labels, info, path)
     return labels
+
+
+def map_labels(labels: np.ndarray, info: DatasetInfo, path: object) -> np.ndarray:
+    """Stored values ``(H, W)`` -> class ids through ``info.label_map``; unlisted values are an
+    error (a Cityscapes labelId with no training id, an ADE20K value above 150)."""
+    table = info.label_table()
+    mapped = table[labels]
+    if (mapped < 0).any():
+        bad = np.unique(labels[mapped < 0]).tolist()
+        raise DataError(
+            f"{path}: mask value(s) {bad[:5]} have no training id in the label map of "
+            f"{info.name} (known values: {_ranges([v for v, _ in info.label_map])})"
+        )
+    return mapped.astype(np.uint8)
+
+
+def _ranges(values: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``0..2, 5``."""
+    out: list[str] = []
+    for v in sorted(values):
+        if out and int(out[-1].split("..")[-1]) == v - 1:
+            out[-1] = f"{out[-1].split('..')[0]}..{v}"
+        else:
+            out.append(str(v))
+    return ", ".join(out)
+
+
+def mask_mode(path: Path) -> str | None:
+    """A mask file's PIL mode from its header (None if unreadable: reported when decoded)."""
+    try:
+        with Image.open(path) as img:
+            return img.mode
+    except (OSError, ValueError, SyntaxError):
+        return None
+
+
+def mask_palette(path: Path, n: int) -> list[list[int]] | None:
+    """The colours a palette-mode mask stores for ids ``0..n-1`` (header only, no decoding),
+    or None when it is not a palette PNG or its palette says nothing (PIL's grey ramp).
+
+    Ids the palette lacks, and repeats of an earlier colour, are None in the list.
+    """
+    try:
+        with Image.open(path) as img:
+            if img.mode != "P":
+                return None
+            flat = img.getpalette() or []
+    except (OSError, ValueError, SyntaxError):
+        return None  # an unreadable mask is reported, with its name, when it is decoded
+    colours = [tuple(flat[3 * i : 3 * i + 3]) for i in range(min(n, len(flat) // 3))]
+    if all(c == (i, i, i) for i, c in enumerate(colours)):
+        return None
+    out: list = []
+    for c in colours + [None] * (n - len(colours)):
+        out.append(list(c) if c is not None and list(c) not in out else None)
+    return out
 
 
 def colors_to_ids(rgb: np.ndarray, info: DatasetInfo, path: Path) -> np.ndarray:

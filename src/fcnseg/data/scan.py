@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -52,7 +53,8 @@ def decode_pair(sample: Sample, info: DatasetInfo) -> Decoded:
     image = read_image(sample.image)
     if sample.mask is None:
         return Decoded(image, None)
-    mask = read_mask(sample.mask, info)
+    # A mask that is not a file of its own (a COCO image's annotations) paints itself.
+    mask = read_mask(sample.mask, info) if isinstance(sample.mask, Path) else sample.mask.read(info)
     if mask.shape != image.shape[:2]:
         raise DataError(
             f"{sample.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "

@@ -286,6 +286,27 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
+class _NoAliasLoader(_UniqueKeyLoader):
+    """Also refusing aliases (``*name``): a few hundred bytes of nested ones stand for billions of
+    items, which any message or copy of the value would expand (minutes, gigabytes). fcnseg's YAML
+    files (descriptions, recipes, config.yaml) never need them."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.MarkedYAMLError(
+                problem="YAML aliases (*name) are not allowed here; write the value out",
+                problem_mark=mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> object:
+    """Parse YAML safely, in work bounded by the text's size: no code, no key given twice, no
+    aliases. Raises ``yaml.YAMLError`` (a ``MarkedYAMLError`` names the line)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+
+
 def load_description(path: Path) -> DatasetInfo:
     """Read a ``dataset.yaml`` / ``dataset.json`` description file; DataError names the file."""
     try:
@@ -293,7 +314,7 @@ def load_description(path: Path) -> DatasetInfo:
         if path.suffix == ".json":
             d = json.loads(text)
         else:
-            d = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+            d = load_yaml(text)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise DataError(f"{path}: cannot read the dataset description ({_one_line(exc)})") from exc
     info = DatasetInfo.from_dict(d, str(path))

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from fcnseg.data.info import load_yaml
 from fcnseg.data.transforms import AUGMENTS
 from fcnseg.errors import FcnsegError
 from fcnseg.freeze import FREEZE_MODES
@@ -326,7 +327,7 @@ def read_yaml(spec: str | Path) -> dict[str, Any]:
     """The options of a recipe file or shipped recipe (``run_info`` of a run folder is skipped)."""
     path = recipe_path(spec)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
     except yaml.YAMLError as exc:

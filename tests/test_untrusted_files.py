@@ -33,3 +33,22 @@ def test_yaml_aliases_are_refused_in_descriptions_and_configs(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="line 4.*aliases") as info:
         read_yaml(config)
     assert len(str(info.value)) < 300
+
+
+def test_jpeg_masks_are_refused(tiny_data: Path, tmp_path: Path, capsys) -> None:
+    """H6: JPEG masks passed verify-data ("OK") with 23.6% of their pixels relabelled."""
+    from conftest import train_args
+    from PIL import Image
+
+    from fcnseg.cli import main
+
+    png = tiny_data / "train" / "masks" / "train_001.png"
+    jpeg = png.with_suffix(".jpg")
+    Image.open(png).save(jpeg, quality=75)
+    png.unlink()
+    assert main(["verify-data", "--data", str(tiny_data)]) == 1
+    out = capsys.readouterr()
+    assert "train_001.jpg: mask is a JPEG file" in out.out + out.err
+    assert main(train_args(tiny_data, tmp_path / "run", "--epochs", "1")) == 2
+    assert "mask is a JPEG file" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -103,7 +103,7 @@ def check_writable_dir(path: str | Path, what: str = "output folder") -> Path:
     """OutputError unless ``path`` is or can become a writable folder (checked before any work)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise OutputError(f"{path}: is a file; the {what} must be a folder")
+        raise OutputError(f"{path}: is {_kind(path.stat().st_mode)}; the {what} must be a folder")
     parent = _existing_parent(path)
     if not parent.is_dir():
         raise OutputError(f"{path}: {parent} is a file, not a folder")
@@ -124,10 +124,13 @@ def check_regular(path: str | Path) -> None:
     except OSError:
         return  # absent (or a dangling link): created as a regular file
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        kind = (
-            "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-        )
-        raise OutputError(f"{path}: is {kind}, not a regular file; fcnseg writes only files")
+        raise OutputError(f"{path}: is {_kind(mode)}, not a regular file; fcnseg writes only files")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "a file"
+    return "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
 
 
 def same_file(a: str | Path, b: str | Path) -> bool:
@@ -141,26 +144,28 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 def written_by_fcnseg(path: str | Path) -> bool:
     """Whether the existing file ``path`` is one fcnseg wrote, so that it may be replaced.
 
-    A PNG carries ``Software: fcnseg`` (:data:`PNG_MARK`); a JSON is fcnseg's metrics (a mapping
-    with ``mean_iu`` and ``per_class_iu``); an ONNX file carries fcnseg's ``fcnseg_version``
-    metadata. Only the header (PNG) or a small file (JSON) is read.
+    Told by content, not by name: a PNG carries ``Software: fcnseg`` (:data:`PNG_MARK`; an
+    editor that re-saves it drops the mark, and the file is the user's from then on); a JSON is
+    fcnseg's metrics (a mapping with ``mean_iu`` and ``per_class_iu``); an ONNX model carries
+    fcnseg's ``fcnseg_version`` metadata. Only a PNG's header or a small JSON is read.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
     try:
-        if suffix == ".png":
+        with path.open("rb") as f:
+            head = f.read(8)
+        if head == b"\x89PNG\r\n\x1a\n":
             from PIL import Image
 
             with Image.open(path) as img:
                 return str(getattr(img, "text", {}).get("Software", "")).startswith(PNG_MARK)
-        if suffix == ".json":
+        if head.lstrip()[:1] == b"{":
             import json
 
             if path.stat().st_size > MAX_OWNED_JSON:
                 return False
             data = json.loads(path.read_text())
             return isinstance(data, dict) and {"mean_iu", "per_class_iu"} <= data.keys()
-        if suffix == ".onnx":
+        if head[:1] == b"\x08":  # an ONNX ModelProto starts with its ir_version field
             import onnx
 
             model = onnx.load(str(path), load_external_data=False)

@@ -221,3 +221,25 @@ def test_train_never_replaces_its_own_config_file(tiny_data, tmp_path, capsys) -
     assert main(argv) == 2
     assert "is the new run's config.yaml" in _error(capsys, "train")
     assert (run / "config.yaml").read_text() == text
+
+
+@needs_fifo
+def test_fifos_in_the_way_of_predict_and_train_are_refused_without_blocking(
+    lite0_checkpoint, tiny_data, tmp_path, capsys
+) -> None:
+    """A FIFO is never opened to look inside (that would wait for a writer forever)."""
+    from conftest import train_args
+
+    _picture(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "a_label.png")
+    assert _predict(lite0_checkpoint, [tmp_path / "a.png"], out) == 2
+    assert "a_label.png: is a FIFO" in _error(capsys, "predict")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.mkfifo(run / "config.yaml")
+    assert main(train_args(tiny_data, run, "--epochs", "1")) == 2
+    assert "not a config.yaml written by fcnseg" in _error(capsys, "train")
+    assert stat.S_ISFIFO((out / "a_label.png").lstat().st_mode)
+    assert stat.S_ISFIFO((run / "config.yaml").lstat().st_mode)

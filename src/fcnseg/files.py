@@ -150,6 +150,8 @@ def written_by_fcnseg(path: str | Path) -> bool:
     fcnseg's ``fcnseg_version`` metadata. Only a PNG's header or a small JSON is read.
     """
     path = Path(path)
+    if not path.is_file():  # a FIFO would block the read below; devices are nobody's output
+        return False
     try:
         with path.open("rb") as f:
             head = f.read(8)

@@ -91,10 +91,12 @@ def test_predict_never_replaces_an_input_or_a_foreign_file(
 
 def test_predict_replaces_its_own_earlier_predictions(lite0_checkpoint, tmp_path) -> None:
     _picture(tmp_path / "a.png")
-    out = tmp_path / "out"
-    assert _predict(lite0_checkpoint, [tmp_path / "a.png"], out) == 0
-    assert all(written_by_fcnseg(p) for p in out.iterdir())
-    assert _predict(lite0_checkpoint, [tmp_path / "a.png"], out) == 0  # a rerun: allowed
+    (tmp_path / "truth").mkdir()
+    _mask(tmp_path / "truth" / "a.png")
+    out, truth = tmp_path / "out", ("--truth", str(tmp_path / "truth"))
+    assert _predict(lite0_checkpoint, [tmp_path / "a.png"], out, *truth) == 0
+    assert len(list(out.iterdir())) == 6 and all(written_by_fcnseg(p) for p in out.iterdir())
+    assert _predict(lite0_checkpoint, [tmp_path / "a.png"], out, *truth) == 0  # a rerun
 
 
 # -- export and evaluate ---------------------------------------------------------------------------

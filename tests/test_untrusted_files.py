@@ -52,3 +52,20 @@ def test_jpeg_masks_are_refused(tiny_data: Path, tmp_path: Path, capsys) -> None
     assert main(train_args(tiny_data, tmp_path / "run", "--epochs", "1")) == 2
     assert "mask is a JPEG file" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_messages_show_a_bounded_part_of_a_bad_value() -> None:
+    """A small value with shared parts (as a crafted checkpoint's pickle can hold) stands for
+    9**40 items; a message that printed it in full would never finish."""
+    from fcnseg.data.info import DatasetInfo
+    from fcnseg.training.config import resolve
+
+    bomb: list = ["lol"] * 9
+    for _ in range(40):
+        bomb = [bomb] * 9
+    with pytest.raises(DataError, match=r"'notes' must be a list of strings, got \[\[\[") as info:
+        DatasetInfo.from_dict({"classes": ["a", "b"], "notes": bomb})
+    assert len(str(info.value)) < 200
+    with pytest.raises(ConfigError, match="description must be a non-empty text") as info:
+        resolve({"description": bomb}, require_paths=False)
+    assert len(str(info.value)) < 200

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fcnseg.errors import DataError
+from fcnseg.errors import DataError, shown
 
 DESCRIPTION_FILES = ("dataset.yaml", "dataset.yml", "dataset.json")
 
@@ -65,18 +65,20 @@ class DatasetInfo:
         names = _class_names(d.get("class_names", d.get("classes")), source)
         color_masks = d.get("color_masks", False)
         if not isinstance(color_masks, bool):
-            raise DataError(f"{source}: 'color_masks' must be true or false, got {color_masks!r}")
+            raise DataError(
+                f"{source}: 'color_masks' must be true or false, got {shown(color_masks)}"
+            )
         palette = _palette(d.get("palette"), len(names), color_masks, source)
         ignore = d.get("ignore_index", 255)
         if not _is_int(ignore) or not len(names) <= ignore <= 255:
             raise DataError(
-                f"{source}: 'ignore_index' must be an integer in {len(names)}..255, got {ignore!r}"
+                f"{source}: 'ignore_index' must be an integer in {len(names)}..255, got {shown(ignore)}"
             )
         ignore_color = d.get("ignore_color")
         if ignore_color is not None and not _is_rgb(ignore_color):
             raise DataError(
                 f"{source}: 'ignore_color' must be [r, g, b] (3 integers 0-255), "
-                f"got {ignore_color!r}"
+                f"got {shown(ignore_color)}"
             )
         if color_masks and ignore_color is not None and tuple(ignore_color) in palette:
             clash = names[palette.index(tuple(ignore_color))]
@@ -86,10 +88,10 @@ class DatasetInfo:
             )
         name = d.get("name", "dataset")
         if not isinstance(name, str) or not name:
-            raise DataError(f"{source}: 'name' must be a non-empty string, got {name!r}")
+            raise DataError(f"{source}: 'name' must be a non-empty string, got {shown(name)}")
         notes = d.get("notes", [])
         if not isinstance(notes, list | tuple) or not all(isinstance(n, str) for n in notes):
-            raise DataError(f"{source}: 'notes' must be a list of strings, got {notes!r}")
+            raise DataError(f"{source}: 'notes' must be a list of strings, got {shown(notes)}")
         return cls(
             name=name,
             class_names=tuple(names),

@@ -245,3 +245,14 @@ def test_fifos_in_the_way_of_predict_and_train_are_refused_without_blocking(
     assert "not a config.yaml written by fcnseg" in _error(capsys, "train")
     assert stat.S_ISFIFO((out / "a_label.png").lstat().st_mode)
     assert stat.S_ISFIFO((run / "config.yaml").lstat().st_mode)
+
+
+def test_evaluate_json_may_not_be_one_of_its_pictures(
+    lite0_checkpoint, tiny_data, tmp_path, capsys
+):
+    evaluate = ["evaluate", "--checkpoint", str(lite0_checkpoint), "--data", str(tiny_data)]
+    out = tmp_path / "e"
+    twisted = out / "sub" / ".." / "per_class_iou.png"
+    assert main([*evaluate, "--out", str(out), "--json", str(twisted)]) == 2
+    assert "would replace a picture of --out" in _error(capsys, "evaluate")
+    assert not out.exists()

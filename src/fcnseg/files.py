@@ -27,6 +27,7 @@ from fcnseg.errors import FcnsegError
 
 TMP_SUFFIX = ".tmp"
 PNG_MARK = "fcnseg"  # the ``Software`` text chunk of every PNG fcnseg writes: "this one is ours"
+_METRICS_KEYS = {"pixel_acc", "mean_iu", "per_class_iu", "num_images"}  # evaluate --json's
 MAX_OWNED_JSON = 50 << 20  # a metrics JSON is kilobytes; a larger file is not ours (not read)
 
 
@@ -146,7 +147,8 @@ def written_by_fcnseg(path: str | Path) -> bool:
 
     Told by content, not by name: a PNG carries ``Software: fcnseg`` (:data:`PNG_MARK`; an
     editor that re-saves it drops the mark, and the file is the user's from then on); a JSON is
-    fcnseg's metrics (a mapping with ``mean_iu`` and ``per_class_iu``); an ONNX model carries
+    fcnseg's metrics (a mapping with ``pixel_acc``, ``mean_iu``, ``per_class_iu`` and
+    ``num_images``); an ONNX model carries
     fcnseg's ``fcnseg_version`` metadata. Only a PNG's header or a small JSON is read.
     """
     path = Path(path)
@@ -166,7 +168,7 @@ def written_by_fcnseg(path: str | Path) -> bool:
             if path.stat().st_size > MAX_OWNED_JSON:
                 return False
             data = json.loads(path.read_text())
-            return isinstance(data, dict) and {"mean_iu", "per_class_iu"} <= data.keys()
+            return isinstance(data, dict) and _METRICS_KEYS <= data.keys()
         if head[:1] == b"\x08":  # an ONNX ModelProto starts with its ir_version field
             import onnx
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from fcnseg.commands.tta import add_backend_argument, add_tta_arguments, tta_options
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(out / name, "picture", inputs=checkpoint)
     if args.json:
         check_output_file(args.json, "--json file", inputs=checkpoint)
+        if os.path.realpath(args.json) in {os.path.realpath(out / n) for n in REPORT_FILES}:
+            raise FcnsegError(f"{args.json}: the --json file would replace a picture of --out")
     result = evaluate_checkpoint(
         args.checkpoint, args.data, args.split, device=args.device, backend=args.backend, **tta
     )

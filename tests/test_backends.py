@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from agreement import assert_labels_agree
 from torch import nn
 
 from fcnseg import backends
@@ -261,10 +262,12 @@ def test_labels_equal_torch_on_dataset1_images() -> None:
     )
     torch.manual_seed(3)
     model = scored(build_model("fcn8s_vgg16", num_classes=11, fc_channels=256), seed=3)
-    want = predict_batch(prepare(model, CPU), images)
+    reference = prepare(model, CPU)
+    want, scores = predict_batch(reference, images), class_scores(reference, images)
     got = predict_batch(build_onnx_model(model), images)
     assert len(np.unique(want)) >= 3  # a varied label map, not one class everywhere
-    np.testing.assert_array_equal(got, want)
+    # Equal wherever the top two classes are not nearly tied (two libraries: not bit for bit).
+    assert_labels_agree(got, want, scores)
 
 
 def test_bf16_refused_where_the_cpu_lacks_it(monkeypatch) -> None:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -318,23 +317,39 @@ def _train_cmd(data: Path, run: Path, *extra: str) -> list[str]:
     ]
 
 
+# A real SIGKILL, at a point that does not depend on the machine's speed: after the first step of
+# epoch 3 (two epochs committed, the third one's weights half-updated). Polling metrics.csv for
+# the moment to kill raced with fast CPUs and busy machines.
+MID_EPOCH_KILL = """
+import os, signal, sys
+import fcnseg.training.loop as loop
+calls, real = [0], loop.train_one_epoch
+def train_one_epoch(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == 3:
+        report = kwargs["on_step"]
+        def on_step(step, loss):
+            report(step, loss)
+            os.kill(os.getpid(), signal.SIGKILL)
+        kwargs["on_step"] = on_step
+    return real(*args, **kwargs)
+loop.train_one_epoch = train_one_epoch
+from fcnseg.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_resume_after_kill_gives_identical_metrics(tiny_data: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     straight = tmp_path / "straight"
     subprocess.run(_train_cmd(tiny_data, straight), check=True, capture_output=True, env=env)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        _train_cmd(tiny_data, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    argv = _train_cmd(tiny_data, killed)[3:]  # the arguments after "python -m fcnseg"
+    proc = subprocess.run(
+        [sys.executable, "-c", MID_EPOCH_KILL, *argv], capture_output=True, env=env
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if (killed / "metrics.csv").is_file() and len(_rows(killed)) >= 2:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(_rows(killed))
-    assert 2 <= done < 4, "the run should have been killed mid-way"
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-1500:]
+    assert len(_rows(killed)) == 2, "killed in epoch 3, after two committed epochs"
     resumed = subprocess.run(
         [sys.executable, "-m", "fcnseg", "train", "--resume", str(killed)],
         capture_output=True,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from agreement import assert_labels_agree
 from PIL import Image
 from random_model import random_checkpoint
 
@@ -99,8 +100,8 @@ def test_video_overlay_and_label_frames(ckpt, tmp_path: Path, capsys, size, rate
     classes_seen = set()
     for i, (rgb, shown) in enumerate(zip(frames, overlays, strict=True)):
         expected = seg.predict(rgb)
-        saved = np.asarray(Image.open(out / "clip_labels" / f"{i:06d}.png"))
-        np.testing.assert_array_equal(saved, expected, err_msg=f"frame {i}")
+        saved = np.asarray(Image.open(out / "clip_labels" / f"{i:06d}.png"))  # in a batch of 4
+        assert_labels_agree(saved, expected, seg.probabilities(rgb), err_msg=f"frame {i}")
         classes_seen |= set(np.unique(expected).tolist())
         # The overlay video is lossy (H.264): near the overlay of that frame, not equal to it,
         # and much nearer to it than to the frame without colours.

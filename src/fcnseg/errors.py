@@ -22,3 +22,19 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     to ``limit`` characters: what a one-line error quotes of a library's multi-line message."""
     line = next((s.strip() for s in str(exc).splitlines() if s.strip()), type(exc).__name__)
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for a message, in bounded work and about ``limit`` characters.
+
+    A value from a user's file can be huge, or small but deep with shared parts (YAML aliases,
+    pickle references) that a plain ``repr`` expands into billions of items: reprlib stops after
+    a few items per level and a few levels.
+    """
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother = 3, limit, limit
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = r.maxfrozenset = r.maxdeque = 6
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -118,20 +118,22 @@ def _fmt(v: float | None) -> str:
     return f"{v:.4f}" if v is not None else "-"
 
 
+REPORT_FILES = ("confusion_matrix.png", "per_class_iou.png", "worst_images.png")
+
+
 def save_report(result: EvalResult, out: str | Path, worst: int = 4) -> Path:
     """``confusion_matrix.png``, ``per_class_iou.png`` and ``worst_images.png`` in ``out``."""
     from fcnseg.viz import confusion_plot, per_class_bar, triplet_panel
 
     out = Path(out)
-    confusion_plot(result.confusion, result.info, out / "confusion_matrix.png")
-    per_class_bar(result.metrics["per_class_iu"], result.info, out / "per_class_iou.png")
+    confusion, per_class, worst_images = (out / name for name in REPORT_FILES)
+    confusion_plot(result.confusion, result.info, confusion)
+    per_class_bar(result.metrics["per_class_iu"], result.info, per_class)
     ranked = sorted(result.per_image, key=lambda r: np.nan_to_num(r[0], nan=1.0))[:worst]
     if ranked:
         rows = [(pair.image, pair.mask, pred) for _, _, pair, pred in ranked]
         titles = [f"{s.image.name}: mean IU {iu:.3f}" for iu, s, _, _ in ranked]
-        triplet_panel(
-            rows, result.info, out / "worst_images.png", title="worst images", row_titles=titles
-        )
+        triplet_panel(rows, result.info, worst_images, title="worst images", row_titles=titles)
     return out
 
 

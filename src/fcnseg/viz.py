@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from fcnseg.checkpoint import atomic_write  # noqa: E402
 from fcnseg.data.info import DatasetInfo  # noqa: E402
+from fcnseg.files import PNG_MARK  # noqa: E402
 
 VOID_COLOR = (0, 0, 0)
 # When a class already uses black, void takes the first of these its palette leaves free.
@@ -82,7 +83,8 @@ def legend_handles(info: DatasetInfo, labels: np.ndarray | None = None) -> list[
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> None:
     """Write a figure atomically as PNG and close it."""
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    mark = {"Software": PNG_MARK}  # fcnseg may replace it later (fcnseg.files.written_by_fcnseg)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, metadata=mark))
     plt.close(fig)
 
 

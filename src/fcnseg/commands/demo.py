@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from fcnseg.errors import FcnsegError
-from fcnseg.files import atomic_write, check_writable_dir
+from fcnseg.files import atomic_write, check_writable_dir, save_png
 
 MARKER = ".fcnseg-demo"
 OUTPUTS = ("data", "run", "eval", "predict", "test_metrics.json")
@@ -111,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
 def _predict(checkpoint: Path, images: list[Path], truth: Path, out: Path) -> None:
     """Image | truth | prediction triplets and colour-coded predictions of a few test images,
     through the Python API (what a user's own script would call)."""
-    from PIL import Image
 
     import fcnseg
     from fcnseg.data.io import read_image, read_mask
@@ -126,7 +125,7 @@ def _predict(checkpoint: Path, images: list[Path], truth: Path, out: Path) -> No
         mask = read_mask(truth / path.name, info)
         picture = seg.colorize(labels)
         target = folder / f"{path.stem}_predict.png"
-        atomic_write(target, lambda tmp, a=picture: Image.fromarray(a).save(tmp, format="PNG"))
+        save_png(picture, target)
         triplet_panel(
             [(rgb, mask, labels)], info, folder / f"{path.stem}_triplet.png", title=path.stem
         )

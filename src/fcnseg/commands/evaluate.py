@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from fcnseg.commands.tta import add_backend_argument, add_tta_arguments, tta_options
 from fcnseg.errors import FcnsegError
-from fcnseg.files import check_writable_dir, check_writable_file
+from fcnseg.files import check_output_file, check_writable_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,15 +37,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnseg.evaluation import evaluate_checkpoint, format_table, save_json, save_report
+    from fcnseg.evaluation import (
+        REPORT_FILES,
+        evaluate_checkpoint,
+        format_table,
+        save_json,
+        save_report,
+    )
 
     tta = tta_options(args)  # every option and output path is checked before any work
     if args.worst < 0:
         raise FcnsegError(f"--worst must be >= 0, got {args.worst}")
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.split}"
     check_writable_dir(out, "pictures folder (--out)")
+    checkpoint = [("the checkpoint (--checkpoint)", args.checkpoint)]
+    for name in REPORT_FILES:  # replaces only what an earlier evaluate wrote there
+        check_output_file(out / name, "picture", inputs=checkpoint)
     if args.json:
-        check_writable_file(args.json, "--json file")
+        check_output_file(args.json, "--json file", inputs=checkpoint)
+        if os.path.realpath(args.json) in {os.path.realpath(out / n) for n in REPORT_FILES}:
+            raise FcnsegError(f"{args.json}: the --json file would replace a picture of --out")
     result = evaluate_checkpoint(
         args.checkpoint, args.data, args.split, device=args.device, backend=args.backend, **tta
     )

@@ -6,7 +6,7 @@ import argparse
 
 from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
 from fcnseg.errors import FcnsegError
-from fcnseg.files import check_writable_file
+from fcnseg.files import check_output_file
 
 MIN_OPSET = 18  # torch.onnx's dynamo exporter writes opset 18 and newer
 
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from fcnseg.export import check_onnx, export_onnx
 
     check_opset(args.opset)
-    check_writable_file(args.out, "ONNX file (--out)")
+    checkpoint = [("the checkpoint (--checkpoint)", args.checkpoint)]
+    check_output_file(args.out, "ONNX file (--out)", inputs=checkpoint)
     model, info = model_from_checkpoint(load_checkpoint(args.checkpoint), args.checkpoint)
     export_onnx(model, args.out, args.opset, info=info)
     for shape in ((1, 3, 97, 131), (2, 3, 45, 70)):

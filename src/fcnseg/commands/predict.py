@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from fcnseg.commands.predict_video import (
@@ -25,7 +24,14 @@ from fcnseg.commands.tta import add_backend_argument, add_tta_arguments, tta_opt
 from fcnseg.data.io import MAX_PIXELS_ENV, read_image, read_mask
 from fcnseg.data.layout import IMAGE_SUFFIXES, list_images, pair_key
 from fcnseg.errors import DataError, FcnsegError
-from fcnseg.files import OutputError, atomic_write, check_writable_dir
+from fcnseg.files import (
+    Inputs,
+    OutputError,
+    check_output_file,
+    check_writable_dir,
+    same_file,
+    save_png,
+)
 from fcnseg.inference import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling
 
 MAX_WARNINGS = 10  # missing masks listed one per line up to this many, then counted
@@ -198,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
     truths = find_truths(files, truth_dir) if truth_dir else [None] * len(files)
     if truth_dir is not None and files:
         _warn_about_truths(files, truths, truth_dir)
+    check_outputs(Path(args.out), args.input, truth_dir, files, [names[f] for f in files], truths)
     seg = load(args.checkpoint, device=args.device, precision=args.precision, backend=args.backend)
     out = Path(args.out)
     _mkdir(out)
@@ -206,6 +213,42 @@ def run(args: argparse.Namespace) -> int:
     if videos:
         predict_videos(seg, args, videos, out, tta, names)
     return 0
+
+
+IMAGE_OUTPUTS = ("predict", "label", "overlay")
+TRUTH_OUTPUTS = ("original", "true", "triplet")
+
+
+def check_outputs(
+    out: Path,
+    given: list[str],
+    truth_dir: Path | None,
+    files: list[Path],
+    names: list[str],
+    truths: list[Path | None],
+) -> None:
+    """Before any work: the image outputs replace nothing but fcnseg's own earlier outputs.
+
+    Refused: ``out`` being a folder given in ``--input`` or the ``--truth`` folder (the
+    predictions would mix with the inputs and be read as inputs by the next run), an output that
+    is one of the inputs or masks (by any name), and an existing file that fcnseg did not write.
+    """
+    folders = [(Path(g), "an input folder (--input)") for g in given if Path(g).is_dir()]
+    if truth_dir is not None:
+        folders.append((truth_dir, "the truth folder (--truth)"))
+    for folder, role in folders:
+        if same_file(out, folder):
+            raise OutputError(
+                f"{out}: the output folder (--out) is {role}; the predictions would mix with "
+                "the inputs: choose another --out"
+            )
+    inputs = Inputs(("the input", f) for f in files)
+    for t in truths:
+        if t is not None:
+            inputs.add("the truth mask", t)
+    for name, truth in zip(names, truths, strict=True):
+        for suffix in IMAGE_OUTPUTS + (TRUTH_OUTPUTS if truth is not None else ()):
+            check_output_file(out / f"{name}_{suffix}.png", "prediction", inputs=inputs)
 
 
 def _predict_images(
@@ -273,8 +316,9 @@ def _mkdir(folder: Path) -> None:
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    # atomic_write turns a full disk or a permission problem into a one-line OutputError.
-    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+    # atomic_write turns a full disk or a permission problem into a one-line OutputError; the
+    # PNG is marked as fcnseg's, so that a later run may replace it (and nothing else).
+    save_png(array, path)
 
 
 def _write_prediction(seg, rgb: np.ndarray, labels: np.ndarray, base: Path, alpha: float) -> None:

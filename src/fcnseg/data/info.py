@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from fcnseg.errors import DataError
+from fcnseg.errors import DataError, shown
 
 DESCRIPTION_FILES = ("dataset.yaml", "dataset.yml", "dataset.json")
 
@@ -81,18 +81,20 @@ class DatasetInfo:
         names = _class_names(d.get("class_names", d.get("classes")), source)
         color_masks = d.get("color_masks", False)
         if not isinstance(color_masks, bool):
-            raise DataError(f"{source}: 'color_masks' must be true or false, got {color_masks!r}")
+            raise DataError(
+                f"{source}: 'color_masks' must be true or false, got {shown(color_masks)}"
+            )
         palette = _palette(d.get("palette"), len(names), color_masks, source)
         ignore = d.get("ignore_index", 255)
         if not _is_int(ignore) or not len(names) <= ignore <= 255:
             raise DataError(
-                f"{source}: 'ignore_index' must be an integer in {len(names)}..255, got {ignore!r}"
+                f"{source}: 'ignore_index' must be an integer in {len(names)}..255, got {shown(ignore)}"
             )
         ignore_color = d.get("ignore_color")
         if ignore_color is not None and not _is_rgb(ignore_color):
             raise DataError(
                 f"{source}: 'ignore_color' must be [r, g, b] (3 integers 0-255), "
-                f"got {ignore_color!r}"
+                f"got {shown(ignore_color)}"
             )
         if color_masks and ignore_color is not None and tuple(ignore_color) in palette:
             clash = names[palette.index(tuple(ignore_color))]
@@ -102,10 +104,10 @@ class DatasetInfo:
             )
         name = d.get("name", "dataset")
         if not isinstance(name, str) or not name:
-            raise DataError(f"{source}: 'name' must be a non-empty string, got {name!r}")
+            raise DataError(f"{source}: 'name' must be a non-empty string, got {shown(name)}")
         notes = d.get("notes", [])
         if not isinstance(notes, list | tuple) or not all(isinstance(n, str) for n in notes):
-            raise DataError(f"{source}: 'notes' must be a list of strings, got {notes!r}")
+            raise DataError(f"{source}: 'notes' must be a list of strings, got {shown(notes)}")
         label_map = _label_map(d.get("label_map"), len(names), ignore, source)
         if label_map is not None and color_masks:
             raise DataError(f"{source}: 'label_map' is for id masks, not with 'color_masks: true'")
@@ -331,6 +333,27 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
+class _NoAliasLoader(_UniqueKeyLoader):
+    """Also refusing aliases (``*name``): a few hundred bytes of nested ones stand for billions of
+    items, which any message or copy of the value would expand (minutes, gigabytes). fcnseg's YAML
+    files (descriptions, recipes, config.yaml) never need them."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.MarkedYAMLError(
+                problem="YAML aliases (*name) are not allowed here; write the value out",
+                problem_mark=mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> object:
+    """Parse YAML safely, in work bounded by the text's size: no code, no key given twice, no
+    aliases. Raises ``yaml.YAMLError`` (a ``MarkedYAMLError`` names the line)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+
+
 def read_description(path: Path) -> object:
     """The parsed content of a ``dataset.yaml`` / ``dataset.json`` (unchecked); DataError names
     the file when it cannot be read or parsed."""
@@ -338,7 +361,7 @@ def read_description(path: Path) -> object:
         text = path.read_text()
         if path.suffix == ".json":
             return json.loads(text)
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        return load_yaml(text)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise DataError(f"{path}: cannot read the dataset description ({_one_line(exc)})") from exc
 

@@ -114,6 +114,10 @@ def pil_to_rgb(img: Image.Image, source: str = "image") -> np.ndarray:
     raise DataError(f"{source}: unsupported image mode {img.mode!r}")
 
 
+# Lossy by nature (PIL writes no lossless JPEG): a mask saved so has labels changed at edges.
+LOSSY_FORMATS = ("JPEG", "MPO")
+
+
 def read_mask(path: str | Path, info: DatasetInfo) -> np.ndarray:
     """A label map ``(H, W)`` uint8 of class ids (or ``info.ignore_index``), validated.
 
@@ -124,6 +128,11 @@ def read_mask(path: str | Path, info: DatasetInfo) -> np.ndarray:
     """
     path = Path(path)
     img = open_image(path)
+    if img.format in LOSSY_FORMATS:
+        raise DataError(
+            f"{path}: mask is a {img.format} file, whose lossy compression changes label ids near "
+            "region edges; store masks as PNG (lossless)"
+        )
     if img.mode in ("L", "P"):
         labels = np.array(img)
     elif img.mode.startswith("I"):

@@ -16,9 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fcnseg.files import same_file
 from fcnseg.training.config import TrainConfig, read_yaml, recipe_names, resolve
 from fcnseg.training.loop import TrainResult
-from fcnseg.training.run_folder import CONFIG, RunFolderError
+from fcnseg.training.run_folder import CONFIG, RunFolderError, config_is_ours
 
 __all__ = ["TrainConfig", "TrainResult", "config_from", "recipe_names", "train"]
 
@@ -43,6 +44,10 @@ def config_from(
         saved = Path(resume) / CONFIG
         if not saved.is_file():
             raise RunFolderError(f"{resume}: no {CONFIG}, not a run folder to resume")
+        if not config_is_ours(saved):  # resuming would rewrite a config of one's own
+            raise RunFolderError(
+                f"{saved}: not a config.yaml written by fcnseg train (no run_info)"
+            )
         layers.append(read_yaml(saved))
     if isinstance(config, TrainConfig):
         layers.append(config.to_dict())
@@ -81,4 +86,11 @@ def train(
     from fcnseg.training.loop import run
 
     cfg = config_from(config, resume=resume, **options)
+    if resume is None and isinstance(config, str | Path) and cfg.out is not None:
+        saved = Path(cfg.out) / CONFIG
+        if same_file(config, saved):  # the new run's config.yaml would replace its --config
+            raise RunFolderError(
+                f"{saved}: the --config file is the new run's config.yaml, which the run writes; "
+                "copy it out of the run folder first"
+            )
     return run(cfg, resume=resume is not None)

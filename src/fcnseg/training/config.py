@@ -22,8 +22,9 @@ from typing import Any
 
 import yaml
 
+from fcnseg.data.info import load_yaml
 from fcnseg.data.transforms import AUGMENTS
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import FcnsegError, shown
 from fcnseg.models import check_model_options, list_models, model_options
 from fcnseg.models.fcn import FREEZE_MODES
 from fcnseg.training.losses import LOSSES, parse_class_weights
@@ -236,18 +237,18 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
         value = _check_pair(name, value, meta)
     elif bool in kinds:
         if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
+            raise ConfigError(f"{name} must be true or false, got {shown(value)}")
     elif int in kinds:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be a whole number, got {value!r}")
+            raise ConfigError(f"{name} must be a whole number, got {shown(value)}")
     elif float in kinds:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
+            raise ConfigError(f"{name} must be a number, got {shown(value)}")
         value = float(value)
     elif not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{name} must be a non-empty text, got {value!r}")
+        raise ConfigError(f"{name} must be a non-empty text, got {shown(value)}")
     if meta["choices"] and value not in meta["choices"]:
-        raise ConfigError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(meta['choices'])}, got {shown(value)}")
     if not isinstance(value, tuple | str | bool):
         _check_range(name, value, meta)
     return value
@@ -266,7 +267,7 @@ def _check_pair(name: str, value: Any, meta: dict) -> tuple[float, float]:
         and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
     )
     if not ok or not value[0] <= value[1]:
-        raise ConfigError(f"{name} must be two numbers LOW <= HIGH, got {value!r}")
+        raise ConfigError(f"{name} must be two numbers LOW <= HIGH, got {shown(value)}")
     for v in value:
         _check_range(name, v, meta)
     return (float(value[0]), float(value[1]))
@@ -326,7 +327,7 @@ def read_yaml(spec: str | Path) -> dict[str, Any]:
     """The options of a recipe file or shipped recipe (``run_info`` of a run folder is skipped)."""
     path = recipe_path(spec)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
     except yaml.YAMLError as exc:

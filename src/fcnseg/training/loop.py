@@ -418,6 +418,9 @@ class Session:
         from fcnseg.viz import curves, triplet_panel
 
         row, info = self.progress.history[-1], self.data.info
+        # Eval mode: on resume this runs before any epoch, with the model fresh in train mode,
+        # where BatchNorm would use (and move) batch statistics and change the rest of the run.
+        self.model.eval()
         if self.vis_idx:
             rows = []
             cache = self.caches.get("val") if self.use_cache else None

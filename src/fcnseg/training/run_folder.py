@@ -90,12 +90,19 @@ def check_target(path: str | Path, resume: bool) -> Path:
     """Before any work: ``path`` can hold a new run (or, with ``resume``, holds one).
 
     A new run goes into a folder that does not exist yet, an empty one, or one that a run started
-    but never committed an epoch to (it holds ``config.yaml`` and no checkpoint). Anything else
-    is refused: fcnseg never writes into a folder that holds files it did not make.
+    but never committed an epoch to (its own ``config.yaml``, lock and temporaries, no
+    checkpoint). Anything else is refused, a hand-written ``config.yaml`` included: fcnseg never
+    writes into a folder that holds files it did not make.
     """
     path = check_writable_dir(path, "run folder (--out)")
+    config = path / CONFIG
+    if config.exists() and not config_is_ours(config):
+        raise RunFolderError(
+            f"{config}: not a config.yaml written by fcnseg train (no run_info); a run needs a "
+            "new or empty --out (pass your file with --config)"
+        )
     if resume:
-        if not (path / CONFIG).is_file():
+        if not config.is_file():
             raise RunFolderError(f"{path}: no {CONFIG}, not a run folder to resume")
         return path
     if (path / LAST).is_file():
@@ -103,7 +110,8 @@ def check_target(path: str | Path, resume: bool) -> Path:
             f"{path} already holds a run: continue it with --resume {path} or choose another --out"
         )
     if path.is_dir():
-        own = {CONFIG, LOCK, METRICS, "img", "tensorboard"}
+        # Without fcnseg's config.yaml (written first), only a lock and temporaries are a run's.
+        own = {CONFIG, LOCK, METRICS, "img", "tensorboard"} if config.exists() else {LOCK}
         foreign = sorted(
             p.name for p in path.iterdir() if p.name not in own and not _is_ours(p.name)
         )
@@ -113,6 +121,23 @@ def check_target(path: str | Path, resume: bool) -> Path:
                 f"{path}: folder is not empty ({shown}); a new run needs a new or empty --out"
             )
     return path
+
+
+MAX_CONFIG = 1 << 20  # fcnseg's config.yaml is a few kilobytes
+_RUN_INFO = re.compile(r"^run_info:[ \t]*\n(?:[ \t].*\n)*?  fcnseg_version: ", re.MULTILINE)
+
+
+def config_is_ours(path: str | Path) -> bool:
+    """Whether ``config.yaml`` is one fcnseg train wrote: a regular file whose ``run_info``
+    mapping holds ``fcnseg_version`` (looked for in the text: a foreign file is not parsed)."""
+    path = Path(path)
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_CONFIG:
+            return False
+        text = path.read_text(errors="replace")
+    except OSError:
+        return False
+    return _RUN_INFO.search(text) is not None
 
 
 class RunFolder:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fcnseg.commands.tta import add_backend_argument, add_tta_arguments, tta_options
+from fcnseg.commands.tta import (
+    add_backend_argument,
+    add_precision_arguments,
+    add_tta_arguments,
+    tta_options,
+)
 from fcnseg.errors import FcnsegError
 from fcnseg.files import check_writable_dir, check_writable_file
 
@@ -30,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--worst", type=int, default=4, help="images in the worst-images panel (default 4)"
     )
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
+    add_precision_arguments(p)
     add_backend_argument(p)
     add_tta_arguments(p)
     p.set_defaults(func=run)
@@ -46,7 +52,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         check_writable_file(args.json, "--json file")
     result = evaluate_checkpoint(
-        args.checkpoint, args.data, args.split, device=args.device, backend=args.backend, **tta
+        args.checkpoint,
+        args.data,
+        args.split,
+        device=args.device,
+        backend=args.backend,
+        precision=args.precision,
+        calibration=args.calibration,
+        **tta,
     )
     metrics = result.metrics
     extra = "" if metrics["tta"] == {"scales": [1.0], "flip": False} else f", TTA {metrics['tta']}"

@@ -91,7 +91,13 @@ def test_onnxruntime_runs_tiles_and_tta_like_torch(small_vgg, small_ort) -> None
     )
 
 
-def test_resolve_backend(small_vgg, tmp_path: Path) -> None:
+def without_openvino(monkeypatch) -> None:
+    """As where ``fcnseg[openvino]`` is not installed (``auto`` would pick OpenVINO first)."""
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)
+
+
+def test_resolve_backend(small_vgg, tmp_path: Path, monkeypatch) -> None:
+    without_openvino(monkeypatch)
     ckpt = _checkpoint(small_vgg, tmp_path / "run")
     assert resolve_backend("torch", "fp32", CPU, ckpt) == "torch"
     assert resolve_backend("auto", "fp32", CPU, ckpt) == "onnxruntime"
@@ -108,6 +114,7 @@ def test_resolve_backend(small_vgg, tmp_path: Path) -> None:
 
 def test_auto_without_onnxruntime_is_torch(small_vgg, tmp_path: Path, monkeypatch) -> None:
     ckpt = _checkpoint(small_vgg, tmp_path / "run")
+    without_openvino(monkeypatch)
     monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)
     assert resolve_backend("auto", "fp32", CPU, ckpt) == "torch"
     with pytest.raises(FcnsegError, match="pip install"):
@@ -208,9 +215,10 @@ def test_builtin_models_cache_their_export_in_the_user_cache(
     assert onnx_cache_path(ckpt).parent == tmp_path / "cache" / "fcnseg" / "onnx"
 
 
-def test_api_backends_agree(small_vgg, tmp_path: Path, capsys) -> None:
+def test_api_backends_agree(small_vgg, tmp_path: Path, capsys, monkeypatch) -> None:
     import fcnseg
 
+    without_openvino(monkeypatch)
     ckpt = _checkpoint(small_vgg, tmp_path / "run")
     image = np.random.default_rng(0).integers(0, 256, (45, 61, 3), dtype=np.uint8)
     by_torch = fcnseg.load(ckpt, device="cpu", backend="torch")

@@ -210,9 +210,7 @@ def test_auto_skips_exported_backends_that_are_not_installed(tmp_path: Path, mon
     ckpt = tmp_path / "model.pt"
     loaded(1, ckpt)
     cpu = torch.device("cpu")
-    monkeypatch.setattr(backends, "_AVAILABLE", {**backends._AVAILABLE, "openvino": lambda: False})
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)
     assert backends.resolve_backend("auto", "fp32", cpu, ckpt) == "onnxruntime"
-    monkeypatch.setattr(
-        backends, "_AVAILABLE", {**backends._AVAILABLE, "onnxruntime": lambda: False}
-    )
+    monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)
     assert backends.resolve_backend("auto", "fp32", cpu, ckpt) == "torch"

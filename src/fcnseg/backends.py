@@ -59,10 +59,11 @@ def nncf_available() -> bool:
     return importlib.util.find_spec("nncf") is not None
 
 
+# Looked up at call time, so that a test can simulate a missing package.
 _AVAILABLE = {
     "torch": lambda: True,
-    "onnxruntime": onnxruntime_available,
-    "openvino": openvino_available,
+    "onnxruntime": lambda: onnxruntime_available(),
+    "openvino": lambda: openvino_available(),
 }
 _EXTRA = {"onnxruntime": "export", "openvino": "openvino"}
 

@@ -74,11 +74,15 @@ def calibration_images(model: nn.Module, calibration: str | Path | None) -> list
     )
 
 
-def calibration_crops(images: list[Path], count: int = DEFAULT_CROPS, size: int = CROP) -> list:
+def calibration_crops(
+    images: list[Path], count: int | None = None, size: int | None = None
+) -> list:
     """``count`` crops ``(1, 3, size, size)`` float32 in [0, 1] (smaller where an image is), one
-    per image taken evenly over ``images``, cycling when there are fewer; seeded."""
+    per image taken evenly over ``images``, cycling when there are fewer; seeded. Defaults:
+    :data:`DEFAULT_CROPS`, :data:`CROP`."""
     from fcnseg.data.io import read_image
 
+    count, size = count or DEFAULT_CROPS, size or CROP
     rng = np.random.default_rng(0)
     picks = [images[int(i * len(images) / count) % len(images)] for i in range(count)]
     crops = []
@@ -161,7 +165,7 @@ def int8_model(model: nn.Module, checkpoint: str | Path | None, calibration: str
     from fcnseg.backends import model_digest, open_export
 
     images = calibration_images(model, calibration)
-    calib = calibration_digest(images, DEFAULT_CROPS, CROP)
+    calib = calibration_digest(images, DEFAULT_CROPS, CROP)  # read at call time: tests shrink them
     xml = None
     if checkpoint is not None:
         checkpoint = Path(checkpoint)

@@ -121,7 +121,7 @@ def variants(model, onnx_path: Path, int8_crops: int) -> list[tuple[str, object,
         from fcnseg.openvino_backend import OpenVinoModel, compile_model
 
         default = ov.Core().compile_model(str(onnx_path), "CPU")
-        hint = default.get_property("INFERENCE_PRECISION_HINT")
+        hint = default.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         out.append((f"OpenVINO default ({hint})", OpenVinoModel(default, 11), "fp32"))
         out.append(
             ("fcnseg openvino fp32", OpenVinoModel(compile_model(onnx_path, "fp32")), "fp32")

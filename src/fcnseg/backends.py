@@ -1,11 +1,13 @@
-"""Inference backends: the PyTorch model itself, or its ONNX export run by ONNX Runtime.
+"""Inference backends: the PyTorch model itself, or its ONNX export run by ONNX Runtime or OpenVINO.
 
 Either way the result is a module mapping images ``(N, 3, H, W)`` in [0, 1] to logits
 ``(N, C, H, W)`` as a torch tensor, so :mod:`fcnseg.inference` (batches, tiles, test-time
-augmentation) runs unchanged on it. The ONNX file is cached beside the checkpoint, named by a
-hash of the checkpoint's bytes and of the code that exports it, so a changed checkpoint or a new
-fcnseg never reuses a stale file; where that folder is not writable, it is built in a temporary
-folder for this process only.
+augmentation) runs unchanged on it. The ONNX file is cached beside the checkpoint, named by the
+digest of the bytes the model was loaded from and of the code that exports it, and stamped
+inside with both; it is checked before use (:mod:`fcnseg.export_cache`), so a changed
+checkpoint, a new fcnseg or a foreign file never stands in for the export. Where that folder is
+not writable it is cached in the user's cache folder, and where nothing is writable (or the disk
+is full) it is built in a temporary folder for this process only.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from fcnseg import backends
+from fcnseg import backends, export_cache
 from fcnseg.backends import build_onnx_model, load_backend, onnx_cache_path, resolve_backend
 from fcnseg.errors import FcnsegError
 from fcnseg.inference import autocast, class_scores, predict_batch, predict_labels, prepare
@@ -184,7 +184,7 @@ def test_onnx_export_in_user_cache_when_checkpoint_folder_is_not_writable(
     ckpt = _checkpoint(small_vgg, tmp_path / "ro")
     real_access = os.access
     monkeypatch.setattr(
-        backends.os,
+        export_cache.os,
         "access",
         lambda p, mode: False if Path(p) == ckpt.parent else real_access(p, mode),
     )
@@ -193,7 +193,7 @@ def test_onnx_export_in_user_cache_when_checkpoint_folder_is_not_writable(
     assert model(torch.rand(2, 3, 20, 20)).shape == (2, 5, 20, 20)
     assert onnx_cache_path(ckpt).parent == cache / "fcnseg" / "onnx"
     monkeypatch.setattr(
-        backends.os,
+        export_cache.os,
         "access",
         lambda p, mode: False if Path(p) in (ckpt.parent, tmp_path) else real_access(p, mode),
     )
@@ -272,7 +272,9 @@ def test_labels_equal_torch_on_dataset1_images() -> None:
     want = predict_batch(prepare(model, CPU), images)
     got = predict_batch(build_onnx_model(model), images)
     assert len(np.unique(want)) >= 3  # a varied label map, not one class everywhere
-    np.testing.assert_array_equal(got, want)
+    # Not bit for bit: two math libraries may split a near-tie differently (1 pixel of 518,400
+    # on a Zen 5 CPU); an agreement rate holds on any CPU.
+    assert (got == want).mean() > 0.9999
 
 
 def test_bf16_refused_where_the_cpu_lacks_it(monkeypatch) -> None:

@@ -104,10 +104,8 @@ def _check(backend: str, precision: str, device: torch.device) -> str:
     """``backend`` if it runs ``precision`` on ``device``; a one-line FcnsegError otherwise."""
     if backend == "torch":
         if precision == "int8":
-            raise FcnsegError(
-                "--precision int8 runs on --backend openvino (or auto) only: "
-                "pip install 'fcnseg[openvino]'"
-            )
+            hint = "" if openvino_available() else " (pip install 'fcnseg[openvino]')"
+            raise FcnsegError(f"--precision int8 runs on --backend openvino (or auto) only{hint}")
         return backend
     if device.type != "cpu":
         raise FcnsegError(f"--backend {backend} runs on the CPU only, not on {device}")

@@ -2,9 +2,11 @@
 
 Why NNCF over ONNX Runtime's static quantization: the int8 model has to be run by something
 fast, and OpenVINO's CPU plugin runs NNCF's quantized graph on AMX-INT8 and VNNI with the same
-fused, blocked-layout kernels it uses for fp32/bf16 (the fastest path measured, see
-docs/benchmarks.md); ONNX Runtime's QDQ convolutions have no AMX path. NNCF quantizes the
-OpenVINO model read from the very ONNX file the other backends use, so one export serves all.
+fused, blocked-layout kernels that made it the fastest engine measured here for fp32 and bf16
+(docs/benchmarks.md: 1.12-1.18x ONNX Runtime in fp32); NNCF is OpenVINO's own quantizer, so
+the two are made to fit (which operations to quantize, which to fuse). ONNX Runtime's QDQ path
+was not measured. NNCF quantizes the OpenVINO model read from the very ONNX file the other
+backends use, so one export serves all.
 
 Calibration: :data:`DEFAULT_CROPS` random crops (seeded) of :data:`CROP` pixels from the
 checkpoint's own training images (the dataset root its run recorded; its ``train`` split), or from

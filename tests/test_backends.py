@@ -256,9 +256,11 @@ def test_bf16_backend_stores_bf16_weights_and_agrees_with_autocast(small_vgg) ->
         load_backend(small_vgg, "onnxruntime", precision="bf16")
 
 
-def test_labels_equal_torch_on_dataset1_images() -> None:
-    """A VGG16 FCN-8s of the real size whose trunk sees real photographs: labels agree."""
+def test_labels_equal_torch_on_dataset1_images(tmp_path: Path) -> None:
+    """A VGG16 FCN-8s of the real size whose trunk sees real photographs: labels agree, for ONNX
+    Runtime and (where installed) OpenVINO fp32, both running one export."""
     from fcnseg.data.io import read_image
+    from fcnseg.export import export_onnx
 
     root = dataset1_dir()
     if root is None:
@@ -270,11 +272,19 @@ def test_labels_equal_torch_on_dataset1_images() -> None:
     torch.manual_seed(3)
     model = scored(build_model("fcn8s_vgg16", num_classes=11, fc_channels=256), seed=3)
     want = predict_batch(prepare(model, CPU), images)
-    got = predict_batch(build_onnx_model(model), images)
     assert len(np.unique(want)) >= 3  # a varied label map, not one class everywhere
-    # Not bit for bit: two math libraries may split a near-tie differently (1 pixel of 518,400
-    # on a Zen 5 CPU); an agreement rate holds on any CPU.
-    assert (got == want).mean() > 0.9999
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path)
+    runners = {"onnxruntime": backends.OnnxRuntimeModel(backends.onnx_session(path))}
+    if backends.openvino_available():
+        from fcnseg.openvino_backend import OpenVinoModel, compile_model
+
+        runners["openvino"] = OpenVinoModel(compile_model(path, "fp32"))
+    for name, runner in runners.items():
+        got = predict_batch(runner, images)
+        # Not bit for bit: two math libraries may split a near-tie differently (1 pixel of
+        # 518,400 on a Zen 5 CPU); an agreement rate holds on any CPU.
+        assert (got == want).mean() > 0.9999, name
 
 
 def test_bf16_refused_where_the_cpu_lacks_it(monkeypatch) -> None:

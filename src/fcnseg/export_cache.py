@@ -123,8 +123,10 @@ def onnx_stamp(path: Path) -> tuple[dict[str, Any] | None, str]:
     except Exception as exc:  # empty, truncated, not protobuf, unreadable
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return None, f"unreadable ({first[:120]})"
+    from onnx.external_data_helper import _get_all_tensors  # initialisers and attributes
+
     external = [
-        t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+        t.name for t in _get_all_tensors(proto) if t.data_location == onnx.TensorProto.EXTERNAL
     ]
     if external:
         # fcnseg writes every weight inside the file; a reference to another file may point

@@ -196,7 +196,7 @@ def test_bad_inputs_raise_one_line(seg: fcnseg.Segmenter, tmp_path: Path) -> Non
         "alpha 2": (lambda: seg.overlay(rgb, seg.predict(rgb), alpha=2), "from 0 to 1"),
         "float labels": (lambda: seg.colorize(np.zeros((5, 5))), "integer"),
         "bad device": (lambda: fcnseg.load(text, device="gpu7"), "unknown device"),
-        "bad precision": (lambda: fcnseg.load(text, precision="fp8"), "fp32 or bf16"),
+        "bad precision": (lambda: fcnseg.load(text, precision="fp8"), "fp32, bf16, int8"),
         "not a checkpoint": (lambda: fcnseg.load(text), "checkpoint"),
     }
     for name, (call, expected) in cases.items():

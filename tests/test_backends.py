@@ -12,7 +12,7 @@ import torch
 from agreement import assert_labels_agree
 from torch import nn
 
-from fcnseg import backends
+from fcnseg import backends, export_cache
 from fcnseg.backends import build_onnx_model, load_backend, onnx_cache_path, resolve_backend
 from fcnseg.errors import FcnsegError
 from fcnseg.inference import autocast, class_scores, predict_batch, predict_labels, prepare
@@ -92,7 +92,13 @@ def test_onnxruntime_runs_tiles_and_tta_like_torch(small_vgg, small_ort) -> None
     )
 
 
-def test_resolve_backend(small_vgg, tmp_path: Path) -> None:
+def without_openvino(monkeypatch) -> None:
+    """As where ``fcnseg[openvino]`` is not installed (``auto`` would pick OpenVINO first)."""
+    monkeypatch.setattr(backends, "openvino_available", lambda: False)
+
+
+def test_resolve_backend(small_vgg, tmp_path: Path, monkeypatch) -> None:
+    without_openvino(monkeypatch)
     ckpt = _checkpoint(small_vgg, tmp_path / "run")
     assert resolve_backend("torch", "fp32", CPU, ckpt) == "torch"
     assert resolve_backend("auto", "fp32", CPU, ckpt) == "onnxruntime"
@@ -109,6 +115,7 @@ def test_resolve_backend(small_vgg, tmp_path: Path) -> None:
 
 def test_auto_without_onnxruntime_is_torch(small_vgg, tmp_path: Path, monkeypatch) -> None:
     ckpt = _checkpoint(small_vgg, tmp_path / "run")
+    without_openvino(monkeypatch)
     monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)
     assert resolve_backend("auto", "fp32", CPU, ckpt) == "torch"
     with pytest.raises(FcnsegError, match="pip install"):
@@ -178,7 +185,7 @@ def test_onnx_export_in_user_cache_when_checkpoint_folder_is_not_writable(
     ckpt = _checkpoint(small_vgg, tmp_path / "ro")
     real_access = os.access
     monkeypatch.setattr(
-        backends.os,
+        export_cache.os,
         "access",
         lambda p, mode: False if Path(p) == ckpt.parent else real_access(p, mode),
     )
@@ -187,7 +194,7 @@ def test_onnx_export_in_user_cache_when_checkpoint_folder_is_not_writable(
     assert model(torch.rand(2, 3, 20, 20)).shape == (2, 5, 20, 20)
     assert onnx_cache_path(ckpt).parent == cache / "fcnseg" / "onnx"
     monkeypatch.setattr(
-        backends.os,
+        export_cache.os,
         "access",
         lambda p, mode: False if Path(p) in (ckpt.parent, tmp_path) else real_access(p, mode),
     )
@@ -209,9 +216,10 @@ def test_builtin_models_cache_their_export_in_the_user_cache(
     assert onnx_cache_path(ckpt).parent == tmp_path / "cache" / "fcnseg" / "onnx"
 
 
-def test_api_backends_agree(small_vgg, tmp_path: Path, capsys) -> None:
+def test_api_backends_agree(small_vgg, tmp_path: Path, capsys, monkeypatch) -> None:
     import fcnseg
 
+    without_openvino(monkeypatch)
     ckpt = _checkpoint(small_vgg, tmp_path / "run")
     image = np.random.default_rng(0).integers(0, 256, (45, 61, 3), dtype=np.uint8)
     by_torch = fcnseg.load(ckpt, device="cpu", backend="torch")
@@ -249,9 +257,11 @@ def test_bf16_backend_stores_bf16_weights_and_agrees_with_autocast(small_vgg) ->
         load_backend(small_vgg, "onnxruntime", precision="bf16")
 
 
-def test_labels_equal_torch_on_dataset1_images() -> None:
-    """A VGG16 FCN-8s of the real size whose trunk sees real photographs: labels agree."""
+def test_labels_equal_torch_on_dataset1_images(tmp_path: Path) -> None:
+    """A VGG16 FCN-8s of the real size whose trunk sees real photographs: labels agree, for ONNX
+    Runtime and (where installed) OpenVINO fp32, both running one export."""
     from fcnseg.data.io import read_image
+    from fcnseg.export import export_onnx
 
     root = dataset1_dir()
     if root is None:
@@ -264,10 +274,19 @@ def test_labels_equal_torch_on_dataset1_images() -> None:
     model = scored(build_model("fcn8s_vgg16", num_classes=11, fc_channels=256), seed=3)
     reference = prepare(model, CPU)
     want, scores = predict_batch(reference, images), class_scores(reference, images)
-    got = predict_batch(build_onnx_model(model), images)
     assert len(np.unique(want)) >= 3  # a varied label map, not one class everywhere
-    # Equal wherever the top two classes are not nearly tied (two libraries: not bit for bit).
-    assert_labels_agree(got, want, scores)
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path)
+    runners = {"onnxruntime": backends.OnnxRuntimeModel(backends.onnx_session(path))}
+    if backends.openvino_available():
+        from fcnseg.openvino_backend import OpenVinoModel, compile_model
+
+        runners["openvino"] = OpenVinoModel(compile_model(path, "fp32"))
+    for name, runner in runners.items():
+        got = predict_batch(runner, images)
+        # Equal wherever the top two classes are not nearly tied (two libraries: not bit for bit;
+        # 1 pixel of 518,400 differed on an AMX Xeon and on a Zen 5 CPU).
+        assert_labels_agree(got, want, scores)
 
 
 def test_bf16_refused_where_the_cpu_lacks_it(monkeypatch) -> None:

@@ -80,7 +80,9 @@ def _cases() -> list[tuple[str, str, list[str]]]:
             ("--data", ["NOPE"]), ("--data", ["FILE"]), ("--split", ["nosuchsplit"]),
             ("--json", ["DIR"]), ("--json", ["FILE/m.json"]), ("--out", ["FILE"]),
             ("--worst", ["-1"]), ("--worst", ["x"]), ("--device", ["toaster"]), *tta,
-            ("--backend", ["tensorrt"]),
+            ("--backend", ["tensorrt"]), ("--precision", ["fp8"]),
+            ("--backend", ["torch", "--precision", "int8"]),
+            ("--calibration", ["NOPE", "--precision", "int8", "--backend", "openvino"]),
         ],
         "predict": [
             *[("--checkpoint", v) for v in common_ckpt],
@@ -91,6 +93,7 @@ def _cases() -> list[tuple[str, str, list[str]]]:
             ("--precision", ["fp8"]), ("--batch-size", ["0"]), ("--batch-size", ["x"]), *tta,
             ("--alpha", ["1.5"]), ("--alpha", ["-0.1"]), ("--alpha", ["nan"]), ("--alpha", ["x"]),
             ("--backend", ["tensorrt"]), ("--backend", ["onnxruntime", "--precision", "bf16"]),
+            ("--calibration", ["NOPE", "--precision", "int8", "--backend", "openvino"]),
         ],
         "export": [
             *[("--checkpoint", v) for v in common_ckpt],

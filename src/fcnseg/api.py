@@ -41,6 +41,7 @@ def load(
     device: str | torch.device = "auto",
     precision: str = "fp32",
     backend: str = "auto",
+    calibration: str | os.PathLike[str] | None = None,
 ) -> Segmenter:
     """A :class:`Segmenter` for a checkpoint written by ``fcnseg train``, or a built-in model.
 
@@ -48,11 +49,15 @@ def load(
         checkpoint: path of the checkpoint (it names its architecture, classes and palette, so
             nothing else is needed; it is read with ``weights_only=True``: no pickled code runs).
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
-        precision: ``"fp32"``, or ``"bf16"`` (autocast; faster on CPUs with AVX512-BF16/AMX and
-            on recent GPUs, labels agree with fp32 on most pixels).
-        backend: ``"torch"``, ``"onnxruntime"`` (the model exported to ONNX once, cached beside
-            the checkpoint, run by ONNX Runtime: about 1.25x faster on CPUs measured here), or
-            ``"auto"``: ONNX Runtime for fp32 on the CPU when it is installed, else torch.
+        precision: ``"fp32"``, ``"bf16"`` (faster on CPUs with AVX512-BF16/AMX and on recent
+            GPUs, labels agree with fp32 on most pixels) or ``"int8"`` (the export quantized
+            once by NNCF and run by OpenVINO, CPU only).
+        backend: ``"torch"``, ``"onnxruntime"`` / ``"openvino"`` (the model exported to ONNX
+            once, cached beside the checkpoint, run by ONNX Runtime or OpenVINO), or
+            ``"auto"``: the fastest of these installed for the precision on the CPU (see
+            :data:`fcnseg.backends.AUTO_ORDER`), torch on a GPU.
+        calibration: ``precision="int8"``: a folder of images to calibrate on (default: the
+            checkpoint's own training images, where it records them).
 
     Raises:
         FcnsegError: a missing or unreadable checkpoint, an unknown device or precision.
@@ -78,6 +83,7 @@ def load(
         source=str(checkpoint),
         backend=backend,
         checkpoint_file=zoo.resolve(checkpoint),
+        calibration=calibration,
     )
 
 
@@ -92,10 +98,11 @@ class Segmenter:
     Attributes:
         model: the network, in eval mode on ``device`` (or its ONNX Runtime counterpart, see
             ``backend``); takes ``(N, 3, H, W)`` in [0, 1] and returns logits ``(N, C, H, W)``.
-        backend: ``"torch"`` or ``"onnxruntime"``, what ``backend="auto"`` resolved to.
+        backend: ``"torch"``, ``"onnxruntime"`` or ``"openvino"``, what ``backend="auto"``
+            resolved to.
         info: the dataset description stored in the checkpoint (classes, palette, ignore label).
         device: where the model runs.
-        precision: ``"fp32"`` or ``"bf16"``.
+        precision: ``"fp32"``, ``"bf16"`` or ``"int8"``.
     """
 
     def __init__(
@@ -108,6 +115,7 @@ class Segmenter:
         source: str = "",
         backend: str = "torch",
         checkpoint_file: str | os.PathLike[str] | None = None,
+        calibration: str | os.PathLike[str] | None = None,
     ) -> None:
         from fcnseg.backends import load_backend, resolve_backend
 
@@ -121,6 +129,7 @@ class Segmenter:
             precision=precision,
             device=self.device,
             checkpoint=checkpoint_file,
+            calibration=calibration,
         )
         self.info = info
         self.precision = precision

@@ -8,6 +8,8 @@ ever runs.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +44,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint; CheckpointError with a one-line reason otherwise.
 
     ``path`` may also be the name of a built-in model (``fcnseg models``), e.g. ``camvid_lite0``.
+    The file is read once: the state is loaded from the same bytes whose SHA-256 is returned as
+    ``ckpt["sha256"]``, so an export cached under that digest (:mod:`fcnseg.export_cache`) is
+    made from what the digest names, even if the file is replaced meanwhile.
     """
     path = _builtin_or_path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle with code, not a torch file...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: not a readable fcnseg checkpoint ({first[:200]})") from exc
@@ -56,6 +65,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("arch", "dataset", "model"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
+    ckpt["sha256"] = hashlib.sha256(data).hexdigest()
     return _upcast(ckpt)
 
 
@@ -78,7 +88,13 @@ def _upcast(ckpt: dict[str, Any]) -> dict[str, Any]:
 def model_from_checkpoint(
     ckpt: dict[str, Any], path: str | Path = "checkpoint"
 ) -> tuple[nn.Module, DatasetInfo]:
-    """Rebuild the model (no pretrained download) and load its state."""
+    """Rebuild the model (no pretrained download) and load its state.
+
+    The model remembers where it came from, for the export caches: ``checkpoint_sha256`` (the
+    digest of the bytes its state was read from, None for a dict not from
+    :func:`load_checkpoint`) and ``training_data`` (the dataset root its run recorded, or None),
+    the default calibration data of ``--precision int8``.
+    """
     arch = dict(ckpt["arch"])
     name = arch.pop("name", None)
     try:
@@ -86,6 +102,9 @@ def model_from_checkpoint(
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot rebuild model {name!r} ({exc})") from exc
     load_state(model, ckpt["model"], str(path))
+    model.checkpoint_sha256 = ckpt.get("sha256")
+    recorded = (ckpt.get("run_info") or {}).get("dataset") or {}
+    model.training_data = recorded.get("root") if isinstance(recorded, dict) else None
     return model, DatasetInfo.from_dict(ckpt["dataset"], str(path))
 
 

@@ -23,7 +23,7 @@ from fcnseg.data.transforms import eval_transform
 from fcnseg.engine import evaluate
 from fcnseg.errors import DataError
 from fcnseg.files import atomic_write
-from fcnseg.inference import pick_device, predict_labels
+from fcnseg.inference import autocast, pick_device, predict_labels
 from fcnseg.metrics import metrics_from_confusion
 
 SUMMARY_KEYS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu", "per_class_iu", "num_images", "tta")
@@ -53,17 +53,21 @@ def evaluate_checkpoint(
     flip: bool = False,
     progress: bool = True,
     backend: str = "torch",
+    precision: str = "fp32",
+    calibration: str | Path | None = None,
 ) -> EvalResult:
     """Metrics of a checkpoint on a split at the images' original resolution.
 
     ``scales``/``flip``: test-time augmentation (see :func:`fcnseg.inference.class_scores`).
-    ``backend``: ``torch``, ``onnxruntime`` or ``auto`` (see :func:`fcnseg.backends.load_backend`).
+    ``backend``: ``torch``, ``onnxruntime``, ``openvino`` or ``auto``; ``precision`` and
+    ``calibration`` (int8): see :func:`fcnseg.backends.load_backend`.
     """
     from fcnseg import zoo
     from fcnseg.backends import load_backend, resolve_backend
 
     dev = pick_device(device)
-    resolve_backend(backend, "fp32", dev)  # a bad name fails before the checkpoint is read
+    autocast(precision, dev)  # bad names fail before the checkpoint is read
+    resolve_backend(backend, precision, dev)
     ckpt = load_checkpoint(checkpoint)
     model, info = model_from_checkpoint(ckpt, checkpoint)
     layout = open_dataset(data)
@@ -75,7 +79,14 @@ def evaluate_checkpoint(
     scan = scan_split(
         layout.split(split), layout.info, progress=f"reading {split}" if progress else None
     )
-    model = load_backend(model, backend, device=dev, checkpoint=zoo.resolve(checkpoint))
+    model = load_backend(
+        model,
+        backend,
+        precision=precision,
+        device=dev,
+        checkpoint=zoo.resolve(checkpoint),
+        calibration=calibration,
+    )
     transform = eval_transform()
     pairs = list(zip(scan.samples, scan.decoded, strict=True))
     per_image: list = []
@@ -83,7 +94,8 @@ def evaluate_checkpoint(
     def forward(item):
         sample, pair = item
         image, mask = transform(*to_tv_tensors(pair))
-        labels = torch.from_numpy(predict_labels(model, image, scales=scales, flip=flip))
+        with autocast(precision, dev):
+            labels = torch.from_numpy(predict_labels(model, image, scales=scales, flip=flip))
         per_image.append([None, sample, pair, labels.numpy()])
         return labels[None], mask.as_subclass(torch.Tensor)[None]
 

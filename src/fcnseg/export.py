@@ -13,6 +13,7 @@ from torch import nn
 from fcnseg.checkpoint import atomic_write
 from fcnseg.data.info import DatasetInfo
 from fcnseg.errors import FcnsegError
+from fcnseg.files import OutputError
 from fcnseg.version import __version__
 
 
@@ -57,14 +58,24 @@ def onnx_metadata(model: nn.Module, info: DatasetInfo | None = None) -> dict[str
 
 
 def export_onnx(
-    model: nn.Module, path: str | Path, opset: int = 18, info: DatasetInfo | None = None
+    model: nn.Module,
+    path: str | Path,
+    opset: int = 18,
+    info: DatasetInfo | None = None,
+    extra_metadata: dict[str, str] | None = None,
 ) -> None:
     """Write ``model`` as ONNX: input ``image (N, 3, H, W)`` in [0, 1], output ``logits``.
 
     Batch, height and width are dynamic; normalisation, padding and cropping are inside. The
     file's ``metadata_props`` carry :func:`onnx_metadata` (class names, palette and ignore index
     when ``info`` is given), readable with ``onnx.load(path).metadata_props`` or onnxruntime's
-    ``session.get_modelmeta().custom_metadata_map``.
+    ``session.get_modelmeta().custom_metadata_map``; ``extra_metadata`` is added to them (the
+    export caches' stamp, :func:`fcnseg.export_cache.stamp`).
+
+    Raises:
+        OutputError: the file cannot be written (full disk, no permission): callers may export
+            elsewhere.
+        FcnsegError: the export itself failed.
     """
     model = model.eval()
     if any(not p.is_contiguous() for p in model.parameters()):
@@ -87,11 +98,13 @@ def export_onnx(
             verbose=False,  # torch.onnx's own progress lines; fcnseg says what it does
             dynamic_shapes={"image": {0: batch, 2: height, 3: width}},
         )
-        program.model.metadata_props.update(onnx_metadata(model, info))
+        program.model.metadata_props.update(onnx_metadata(model, info) | (extra_metadata or {}))
         program.save(tmp, external_data=False)
 
     try:
         atomic_write(path, write)
+    except OutputError:
+        raise
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise FcnsegError(f"ONNX export failed ({first[:300]})") from exc

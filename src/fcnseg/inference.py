@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fcnseg.errors import FcnsegError
-from fcnseg.precision import check_bf16
+from fcnseg.precision import check_bf16, check_precision
 
 K = TypeVar("K")
 
@@ -68,10 +68,10 @@ def prepare(model: nn.Module, device: torch.device, channels_last: bool = True) 
 
 
 def autocast(precision: str, device: torch.device):
-    """A context for ``fp32`` (nothing) or ``bf16`` (autocast). FcnsegError where the device has
-    no fast bf16 (see :func:`fcnseg.precision.check_bf16`): there bf16 is emulated, slower than fp32."""
-    if precision not in ("fp32", "bf16"):
-        raise FcnsegError(f"precision must be fp32 or bf16, got {precision!r}")
+    """A context for ``fp32`` and ``int8`` (nothing: an int8 model is a quantized graph run by
+    OpenVINO) or ``bf16`` (autocast). FcnsegError where the device has no fast bf16 (see
+    :func:`fcnseg.precision.check_bf16`): there bf16 is emulated, slower than fp32."""
+    check_precision(precision)
     if precision == "bf16":
         check_bf16(device)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

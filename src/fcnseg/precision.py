@@ -1,4 +1,8 @@
-"""Whether bf16 is fast on a device: only then is ``--precision bf16`` worth running.
+"""The inference precisions, and whether one is fast on a device: ``bf16`` only runs where it is.
+
+``PRECISIONS``: ``fp32``; ``bf16`` (torch autocast over bf16-stored weights, or OpenVINO's bf16
+inference precision); ``int8`` (the ONNX export quantized after training by NNCF and run by
+OpenVINO, see :mod:`fcnseg.quantize`).
 
 On an x86 CPU, bf16 convolutions are fast with AVX512-BF16 or AMX; oneDNN also accepts bf16 on
 plain AVX-512 (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` says True there) but emulates it by
@@ -15,6 +19,8 @@ import torch
 
 from fcnseg.errors import FcnsegError
 
+PRECISIONS = ("fp32", "bf16", "int8")
+
 
 def cpu_bf16_feature() -> str | None:
     """The CPU feature that makes bf16 fast (``AMX``, ``AVX512-BF16``, ``ARM BF16``), or None."""
@@ -29,6 +35,27 @@ def cpu_bf16_feature() -> str | None:
         if torch.ops.mkldnn._is_mkldnn_bf16_supported():
             return "ARM BF16"
     return None
+
+
+def cpu_int8_feature() -> str | None:
+    """The CPU feature that makes int8 convolutions fast (``AMX``, ``VNNI``), or None.
+
+    Without either, OpenVINO still runs int8 (AVX2/AVX-512 multiply-adds on 16-bit pairs), at a
+    smaller gain over fp32; :func:`fcnseg.backends.load_backend` then warns.
+    """
+    cpu = torch.cpu
+    if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
+        return "AMX"
+    if getattr(cpu, "_is_vnni_supported", lambda: False)():
+        return "VNNI"
+    return None
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`; a one-line FcnsegError otherwise."""
+    if precision not in PRECISIONS:
+        raise FcnsegError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
 
 
 def cpu_name() -> str:

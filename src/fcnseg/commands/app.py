@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from fcnseg.errors import FcnsegError
+from fcnseg.precision import PRECISIONS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--examples", metavar="DIR", help="offer the images in DIR as examples")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="default fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
     p.set_defaults(func=run)
 
 

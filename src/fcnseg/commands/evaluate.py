@@ -6,7 +6,12 @@ import argparse
 import os
 from pathlib import Path
 
-from fcnseg.commands.tta import add_backend_argument, add_tta_arguments, tta_options
+from fcnseg.commands.tta import (
+    add_backend_argument,
+    add_precision_arguments,
+    add_tta_arguments,
+    tta_options,
+)
 from fcnseg.errors import FcnsegError
 from fcnseg.files import check_output_file, check_writable_dir
 
@@ -31,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--worst", type=int, default=4, help="images in the worst-images panel (default 4)"
     )
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
+    add_precision_arguments(p)
     add_backend_argument(p)
     add_tta_arguments(p)
     p.set_defaults(func=run)
@@ -58,7 +64,14 @@ def run(args: argparse.Namespace) -> int:
         if os.path.realpath(args.json) in {os.path.realpath(out / n) for n in REPORT_FILES}:
             raise FcnsegError(f"{args.json}: the --json file would replace a picture of --out")
     result = evaluate_checkpoint(
-        args.checkpoint, args.data, args.split, device=args.device, backend=args.backend, **tta
+        args.checkpoint,
+        args.data,
+        args.split,
+        device=args.device,
+        backend=args.backend,
+        precision=args.precision,
+        calibration=args.calibration,
+        **tta,
     )
     metrics = result.metrics
     extra = "" if metrics["tta"] == {"scales": [1.0], "flip": False} else f", TTA {metrics['tta']}"

@@ -20,7 +20,12 @@ from fcnseg.commands.predict_video import (
     predict_videos,
     split_videos,
 )
-from fcnseg.commands.tta import add_backend_argument, add_tta_arguments, tta_options
+from fcnseg.commands.tta import (
+    add_backend_argument,
+    add_precision_arguments,
+    add_tta_arguments,
+    tta_options,
+)
 from fcnseg.data.io import MAX_PIXELS_ENV, read_image, read_mask
 from fcnseg.data.layout import IMAGE_SUFFIXES, list_images, pair_key
 from fcnseg.errors import DataError, FcnsegError
@@ -78,12 +83,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="weight of the colours in the overlay, 0 (image only) to 1 (default 0.5)",
     )
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
-    p.add_argument(
-        "--precision",
-        choices=("fp32", "bf16"),
-        default="fp32",
-        help="bf16 is faster on CPUs with AVX512-BF16/AMX (default fp32)",
-    )
+    add_precision_arguments(p)
     add_backend_argument(p)
     p.add_argument(
         "--batch-size", type=int, default=4, help="same-size images run together (default 4)"
@@ -205,7 +205,13 @@ def run(args: argparse.Namespace) -> int:
     if truth_dir is not None and files:
         _warn_about_truths(files, truths, truth_dir)
     check_outputs(Path(args.out), args.input, truth_dir, files, [names[f] for f in files], truths)
-    seg = load(args.checkpoint, device=args.device, precision=args.precision, backend=args.backend)
+    seg = load(
+        args.checkpoint,
+        device=args.device,
+        precision=args.precision,
+        backend=args.backend,
+        calibration=args.calibration,
+    )
     out = Path(args.out)
     _mkdir(out)
     if files:

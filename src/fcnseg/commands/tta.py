@@ -33,9 +33,30 @@ def add_backend_argument(p: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         default="auto",
-        help="torch, or onnxruntime: the model exported to ONNX once (cached beside the "
-        "checkpoint) and run by ONNX Runtime, about 1.25x faster on CPUs; auto = onnxruntime "
-        "for fp32 on the CPU when it is installed, else torch (default auto)",
+        help="torch; onnxruntime or openvino: the model exported to ONNX once (cached beside the "
+        "checkpoint) and run by ONNX Runtime (fp32) or OpenVINO (fp32, bf16, int8; pip install "
+        "'fcnseg[openvino]'); auto = the fastest of these installed for the precision on the "
+        "CPU (docs/benchmarks.md), torch on a GPU (default auto)",
+    )
+
+
+def add_precision_arguments(p: argparse.ArgumentParser) -> None:
+    """``--precision`` and ``--calibration``, shared by evaluate and predict."""
+    from fcnseg.precision import PRECISIONS
+
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="bf16 is faster on CPUs with AVX512-BF16/AMX; int8: the export quantized once "
+        "(OpenVINO + NNCF, cached beside the checkpoint), fastest on CPUs with VNNI/AMX "
+        "(default fp32)",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="--precision int8: a folder of images to calibrate on (default: the checkpoint's "
+        "own training images, where it records them)",
     )
 
 

@@ -282,7 +282,7 @@ def test_labels_equal_torch_on_dataset1_images(tmp_path: Path) -> None:
         from fcnseg.openvino_backend import OpenVinoModel, compile_model
 
         runners["openvino"] = OpenVinoModel(compile_model(path, "fp32"))
-    for name, runner in runners.items():
+    for runner in runners.values():
         got = predict_batch(runner, images)
         # Equal wherever the top two classes are not nearly tied (two libraries: not bit for bit;
         # 1 pixel of 518,400 differed on an AMX Xeon and on a Zen 5 CPU).

@@ -361,7 +361,7 @@ def test_a_kill_at_every_step_of_the_bookkeeping_resumes_to_the_same_result(tiny
 
 # -- the shape of the code -------------------------------------------------------------------------
 
-LOWER = ("engine", "metrics", "losses", "schedule", "files", "errors", "data", "models")
+LOWER = ("engine", "metrics", "losses", "schedule", "files", "errors", "data", "models", "options")
 
 
 def _imports(path: Path) -> set[str]:

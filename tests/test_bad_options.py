@@ -67,6 +67,11 @@ def _train_cases() -> list[tuple[str, list[str]]]:
 def _cases() -> list[tuple[str, str, list[str]]]:
     common_ckpt = [["NOPE.pt"], ["DIR"], ["FILE"]]
     tta = [("--tta-scales", ["0"]), ("--tta-scales", ["-1", "1"]), ("--tta-scales", ["x"])]
+    resize = [("--resize", ["big"]), ("--resize", ["0"]), ("--resize", ["-480"]),
+              ("--resize", ["99999"]), ("--resize", ["http://x"])]
+    tiles = [("--tile", ["0"]), ("--tile", ["-5"]), ("--tile", ["1"]), ("--tile", ["63"]),
+             ("--tile", ["100"]), ("--tile", ["x"]), ("--overlap", ["-1"]), ("--overlap", ["x"])]
+    batch = [("--batch-size", ["0"]), ("--batch-size", ["x"])]
     table: dict[str, list[tuple[str, list[str]]]] = {
         "models": [("--num-classes", ["0"]), ("--num-classes", ["x"])],
         "verify-data": [("--data", ["NOPE"]), ("--data", ["FILE"]), ("--data", ["DIR"])],
@@ -80,15 +85,15 @@ def _cases() -> list[tuple[str, str, list[str]]]:
             ("--data", ["NOPE"]), ("--data", ["FILE"]), ("--split", ["nosuchsplit"]),
             ("--json", ["DIR"]), ("--json", ["FILE/m.json"]), ("--out", ["FILE"]),
             ("--worst", ["-1"]), ("--worst", ["x"]), ("--device", ["toaster"]), *tta,
-            ("--backend", ["tensorrt"]),
+            ("--backend", ["tensorrt"]), ("--backend", ["onnxruntime", "--precision", "bf16"]),
+            ("--precision", ["fp8"]), *resize, *tiles, *batch,
         ],
         "predict": [
             *[("--checkpoint", v) for v in common_ckpt],
             ("--input", ["NOPE.png"]), ("--input", ["EMPTYDIR"]), ("--out", ["FILE"]),
             ("--truth", ["NOPE"]), ("--truth", ["FILE"]),
-            ("--tile", ["0"]), ("--tile", ["-5"]), ("--tile", ["100"]), ("--tile", ["x"]),
-            ("--overlap", ["-1"]), ("--overlap", ["x"]), ("--device", ["toaster"]),
-            ("--precision", ["fp8"]), ("--batch-size", ["0"]), ("--batch-size", ["x"]), *tta,
+            *tiles, ("--device", ["toaster"]), *resize,
+            ("--precision", ["fp8"]), *batch, *tta,
             ("--alpha", ["1.5"]), ("--alpha", ["-0.1"]), ("--alpha", ["nan"]), ("--alpha", ["x"]),
             ("--backend", ["tensorrt"]), ("--backend", ["onnxruntime", "--precision", "bf16"]),
         ],
@@ -101,7 +106,8 @@ def _cases() -> list[tuple[str, str, list[str]]]:
             *[("--checkpoint", v) for v in common_ckpt], ("--host", ["no.such.host.invalid"]),
             ("--port", ["-1"]), ("--port", ["70000"]), ("--port", ["x"]),
             ("--examples", ["NOPE"]), ("--examples", ["FILE"]), ("--examples", ["EMPTYDIR"]),
-            ("--device", ["toaster"]), ("--precision", ["fp8"]),
+            ("--device", ["toaster"]), ("--precision", ["fp8"]), ("--backend", ["tensorrt"]),
+            ("--backend", ["onnxruntime", "--precision", "bf16"]), *resize, *tiles,
         ],
         "demo": [
             ("--out", ["FILE"]), ("--out", ["FULLDIR"]), ("--epochs", ["0"]), ("--epochs", ["x"]),

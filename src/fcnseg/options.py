@@ -139,8 +139,10 @@ def add_field_argument(
     meta = f.metadata
     found = kinds(cls, f)
     kwargs: dict[str, Any] = {"default": None, "dest": f.name, "help": help}
-    if meta["check"] is not None:
+    if meta["check"] is not None:  # the check reads the text as given
         kwargs["type"] = str
+        if meta["nargs"] is not None:
+            kwargs["nargs"] = meta["nargs"]
     elif bool in found:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif tuple in found:

@@ -15,6 +15,9 @@ import torch
 
 from fcnseg.errors import FcnsegError
 
+# The inference precisions (``--precision``, ``fcnseg.load(precision=...)``); read, never copied.
+PRECISIONS = ("fp32", "bf16")
+
 
 def cpu_bf16_feature() -> str | None:
     """The CPU feature that makes bf16 fast (``AMX``, ``AVX512-BF16``, ``ARM BF16``), or None."""

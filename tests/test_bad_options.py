@@ -67,10 +67,23 @@ def _train_cases() -> list[tuple[str, list[str]]]:
 def _cases() -> list[tuple[str, str, list[str]]]:
     common_ckpt = [["NOPE.pt"], ["DIR"], ["FILE"]]
     tta = [("--tta-scales", ["0"]), ("--tta-scales", ["-1", "1"]), ("--tta-scales", ["x"])]
-    resize = [("--resize", ["big"]), ("--resize", ["0"]), ("--resize", ["-480"]),
-              ("--resize", ["99999"]), ("--resize", ["http://x"])]
-    tiles = [("--tile", ["0"]), ("--tile", ["-5"]), ("--tile", ["1"]), ("--tile", ["63"]),
-             ("--tile", ["100"]), ("--tile", ["x"]), ("--overlap", ["-1"]), ("--overlap", ["x"])]
+    resize = [
+        ("--resize", ["big"]),
+        ("--resize", ["0"]),
+        ("--resize", ["-480"]),
+        ("--resize", ["99999"]),
+        ("--resize", ["http://x"]),
+    ]
+    tiles = [
+        ("--tile", ["0"]),
+        ("--tile", ["-5"]),
+        ("--tile", ["1"]),
+        ("--tile", ["63"]),
+        ("--tile", ["100"]),
+        ("--tile", ["x"]),
+        ("--overlap", ["-1"]),
+        ("--overlap", ["x"]),
+    ]
     batch = [("--batch-size", ["0"]), ("--batch-size", ["x"])]
     table: dict[str, list[tuple[str, list[str]]]] = {
         "models": [("--num-classes", ["0"]), ("--num-classes", ["x"])],

@@ -119,7 +119,7 @@ def _run(model, pairs: list, info: DatasetInfo, config, size: int | None, progre
         i, labels = item
         sample, pair = pairs[i]
         rows.append([None, sample, pair, labels])
-        mask = torch.from_numpy(pair.mask.astype(np.int64))
+        mask = torch.from_numpy(pair.mask)
         return torch.from_numpy(labels)[None], mask[None]
 
     def score(cm: torch.Tensor) -> None:

@@ -13,6 +13,7 @@ bands of rows so that memory stays bounded whatever the photo's size.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -99,38 +100,44 @@ def resized(image: Tensor, long_side: int | None) -> Tensor:
     return out[0].clamp_(0, 1)
 
 
-def _axis(n_in: int, n_out: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Source indices and weights of a bilinear resize along one axis, as
-    ``F.interpolate(mode="bilinear", align_corners=False)`` computes them."""
-    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
-    lo = src.floor().long().clamp(max=n_in - 1)
-    hi = (lo + 1).clamp(max=n_in - 1)
-    return lo, hi, (src - lo).float()
-
-
-def resample_bands(scores: Tensor, hw: tuple[int, int]):
+def resample_bands(scores: Tensor, hw: tuple[int, int]) -> Iterator[tuple[int, int, Tensor]]:
     """Yield ``(y0, y1, band (C, y1 - y0, W))``: ``scores (C, h, w)`` resampled bilinearly to
-    ``hw``, a band of rows at a time (peak memory: the scores widened to ``W``, plus one band)."""
-    c, h, w = scores.shape
+    ``hw`` (as ``F.interpolate(mode="bilinear")`` does, edges replicated), a band of rows at a
+    time, so that peak memory is one band whatever the output size."""
     height, width = hw
     scores = scores.float()
-    if (h, w) == (height, width):
+    if tuple(scores.shape[-2:]) == (height, width):
         yield 0, height, scores
         return
-    lo, hi, wx = _axis(w, width)
-    wide = scores[:, :, lo].lerp_(scores[:, :, hi], wx)  # (C, h, W)
-    lo, hi, wy = _axis(h, height)
+    # grid_sample's normalised coordinates of the output pixel centres (align_corners=False).
+    gx = (torch.arange(width, dtype=torch.float32) + 0.5) * (2 / width) - 1
+    gy = (torch.arange(height, dtype=torch.float32) + 0.5) * (2 / height) - 1
     step = max(1, BAND_PIXELS // max(width, 1))
     for y0 in range(0, height, step):
         y1 = min(height, y0 + step)
-        yield y0, y1, wide[:, lo[y0:y1]].lerp_(wide[:, hi[y0:y1]], wy[y0:y1, None])
+        grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[y0:y1, None]), -1)[None]
+        band = F.grid_sample(scores[None], grid, mode="bilinear", padding_mode="border",
+                             align_corners=False)  # fmt: skip
+        yield y0, y1, band[0]
+
+
+def argmax0(scores: Tensor) -> Tensor:
+    """``scores.argmax(0)`` as uint8 for ``(C, H, W)``: a pass per class, several times faster
+    on a CPU than a reduction across the outermost dimension (ties go to the lower class)."""
+    best = scores[0].clone()
+    index = torch.zeros(scores.shape[1:], dtype=torch.uint8)
+    for c in range(1, scores.shape[0]):
+        better = scores[c] > best
+        index.masked_fill_(better, c)
+        torch.maximum(best, scores[c], out=best)
+    return index
 
 
 def labels_at(scores: Tensor, hw: tuple[int, int]) -> np.ndarray:
     """Labels ``(H, W)`` uint8: the argmax of ``scores (C, h, w)`` resampled to ``hw``."""
     out = np.empty(hw, dtype=np.uint8)
     for y0, y1, band in resample_bands(scores, hw):
-        out[y0:y1] = band.argmax(0).to(torch.uint8).cpu().numpy()
+        out[y0:y1] = argmax0(band.cpu()).numpy()
     return out
 
 

@@ -111,6 +111,10 @@ class Segmenter:
         info: the dataset description stored in the checkpoint (classes, palette, ignore label).
         device: where the model runs.
         precision: ``"fp32"`` or ``"bf16"``.
+        config: the inference options (:class:`fcnseg.inference.InferenceConfig`) that
+            :meth:`predict` and the other methods use where a call does not say.
+        working_size: the long side in pixels that images are resized to with ``resize="auto"``
+            (recorded in the checkpoint: the training images' typical size), or None.
     """
 
     def __init__(

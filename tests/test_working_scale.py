@@ -323,3 +323,23 @@ def test_evaluate_on_a_dataset_without_test_suggests_val(tmp_path: Path, capsys)
     assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data)]) == 2
     err = capsys.readouterr().err.strip()
     assert "no 'test' split (found: train, val); evaluate another with --split val" in err
+
+
+@pytest.mark.parametrize(
+    ("small", "big"), [((37, 53), (370, 531)), ((48, 64), (30, 41)), ((1, 5), (7, 9))]
+)
+def test_labels_at_is_the_argmax_of_the_resampled_scores(small, big) -> None:
+    """Only the pixels between differently labelled model pixels are interpolated: the result
+    must still be the argmax of ``F.interpolate``'s scores everywhere but at near-ties."""
+    from fcnseg.inference.resize import labels_at, probabilities_at
+
+    torch.manual_seed(0)
+    smooth = F.interpolate(torch.randn(1, 5, 4, 6), small, mode="bilinear")[0] * 4
+    for scores in (smooth, smooth + torch.randn(5, *small)):  # smooth fields, then noisy ones
+        reference = F.interpolate(scores[None], big, mode="bilinear")[0]
+        clear = _clear(reference, 1e-4)
+        got = labels_at(scores, big)
+        assert got.shape == big and got.dtype == np.uint8
+        np.testing.assert_array_equal(got[clear], reference.argmax(0).numpy()[clear])
+        probs = probabilities_at(scores, big, softmax=True)
+        np.testing.assert_allclose(probs, reference.softmax(0).numpy(), atol=1e-3)

@@ -134,11 +134,50 @@ def argmax0(scores: Tensor) -> Tensor:
 
 
 def labels_at(scores: Tensor, hw: tuple[int, int]) -> np.ndarray:
-    """Labels ``(H, W)`` uint8: the argmax of ``scores (C, h, w)`` resampled to ``hw``."""
+    """Labels ``(H, W)`` uint8: the argmax of ``scores (C, h, w)`` resampled bilinearly to ``hw``.
+
+    A bilinear value is a convex combination of four neighbouring model pixels' scores, so where
+    those four agree on their best class, that class is the answer: only the pixels between
+    differently labelled model pixels are interpolated (a few percent of a photo), a band of
+    rows at a time, so time and memory stay small whatever the photo's size.
+    """
+    c, h, w = scores.shape
+    scores = scores.float().cpu()
+    small = argmax0(scores).numpy()  # (h, w) the model pixels' own labels
+    if (h, w) == tuple(hw):
+        return small
+    height, width = hw
+    ylo, yhi, wy = (a.numpy() for a in _axis(h, height))
+    xlo, xhi, wx = (a.numpy() for a in _axis(w, width))
+    flat = scores.reshape(c, -1).t().contiguous().numpy()  # (h * w, C): a pixel's scores a row
     out = np.empty(hw, dtype=np.uint8)
-    for y0, y1, band in resample_bands(scores, hw):
-        out[y0:y1] = argmax0(band.cpu()).numpy()
+    step = max(1, BAND_PIXELS // 4 // max(width, 1))
+    for y0 in range(0, height, step):
+        y1 = min(height, y0 + step)
+        top, bottom = small[ylo[y0:y1]], small[yhi[y0:y1]]  # (b, w) uint8
+        band = np.take(top, xlo, axis=1)
+        mixed = band != np.take(top, xhi, axis=1)
+        mixed |= band != np.take(bottom, xlo, axis=1)
+        mixed |= band != np.take(bottom, xhi, axis=1)
+        ys, xs = np.nonzero(mixed)
+        if ys.size:
+            gy = ys + y0
+            r0, r1, c0, c1 = ylo[gy] * w, yhi[gy] * w, xlo[xs], xhi[xs]
+            fx, fy = wx[xs, None], wy[gy, None]
+            upper = flat[r0 + c0] * (1 - fx) + flat[r0 + c1] * fx
+            lower = flat[r1 + c0] * (1 - fx) + flat[r1 + c1] * fx
+            band[ys, xs] = (upper * (1 - fy) + lower * fy).argmax(1)
+        out[y0:y1] = band
     return out
+
+
+def _axis(n_in: int, n_out: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Source indices ``lo``, ``hi`` and weights of ``hi`` of a bilinear resize along one axis,
+    as ``F.interpolate(mode="bilinear", align_corners=False)`` computes them."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    lo = src.floor().long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    return lo, hi, (src - lo).float()
 
 
 def probabilities_at(scores: Tensor, hw: tuple[int, int], softmax: bool) -> np.ndarray:

@@ -37,9 +37,9 @@ def evaluate_on_test(
     """
     from fcnseg.evaluation import evaluate_checkpoint
 
-    result = evaluate_checkpoint(
-        checkpoint, data, "test", device=device, tta_scales=tuple(scales), tta_flip=flip
-    )
+    # backend torch: the metrics of the model itself, and no ONNX file cached in the zoo folder.
+    result = evaluate_checkpoint(checkpoint, data, "test", device=device, backend="torch",
+                                 tta_scales=tuple(scales), tta_flip=flip)  # fmt: skip
     return result.summary()
 
 

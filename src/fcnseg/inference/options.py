@@ -62,7 +62,7 @@ class InferenceConfig:
     resize: str = opt(
         "auto",
         "the working scale: each image is resized (aspect kept) until its long side is this "
-        "many pixels, run there, and its labels resampled to the image's own size; auto = the "
+        "many pixels, run there, and its class scores resampled to the image's own size; auto = the "
         "size the model was trained at (recorded in the checkpoint), none = each image's own "
         "size",
         check=check_resize,

@@ -134,7 +134,7 @@ def test_predict_equals_the_cli_label_png(seg, ckpt: Path, tmp_path: Path) -> No
 
 def test_probabilities(seg: fcnseg.Segmenter) -> None:
     rgb = _picture(70, 90)
-    for kw in ({}, {"tile": 48, "overlap": 16}, {"tta_flip": True, "tta_scales": (0.75, 1.0)}):
+    for kw in ({}, {"tile": 64, "overlap": 16}, {"tta_flip": True, "tta_scales": (0.75, 1.0)}):
         p = seg.probabilities(rgb, **kw)
         assert p.shape == (4, 70, 90) and p.dtype == np.float32, kw
         np.testing.assert_allclose(p.sum(0), 1.0, atol=1e-5)
@@ -170,6 +170,7 @@ def test_colorize_and_overlay(seg: fcnseg.Segmenter) -> None:
 
 
 def test_bad_inputs_raise_one_line(seg: fcnseg.Segmenter, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     text = tmp_path / "notes.png"
     text.write_text("not an image")
     rgb = _picture(20, 30)
@@ -188,15 +189,23 @@ def test_bad_inputs_raise_one_line(seg: fcnseg.Segmenter, tmp_path: Path) -> Non
         "a dict": (lambda: seg.predict({"image": rgb}), "got dict"),
         "bad item in a list": (lambda: seg.predict([rgb, rgb[..., :2]]), "input 1"),
         "tile <= overlap": (lambda: seg.predict(rgb, tile=100, overlap=128), "larger than"),
-        "tile 0": (lambda: seg.predict(rgb, tile=0), "at least 1"),
-        "negative overlap": (lambda: seg.predict(rgb, overlap=-200), "0 or more"),
+        "tile 0": (lambda: seg.predict(rgb, tile=0), "--tile must be >= 64"),
+        "tile 1": (lambda: seg.predict(rgb, tile=1), "--tile must be >= 64"),
+        "negative overlap": (lambda: seg.predict(rgb, overlap=-200), "--overlap must be >= 0"),
         "negative scale": (lambda: seg.predict(rgb, tta_scales=(-1,)), "positive"),
-        "batch size 0": (lambda: seg.predict([rgb], batch_size=0), "batch_size"),
+        "batch size 0": (lambda: seg.predict([rgb], batch_size=0), "--batch-size"),
+        "bad resize": (lambda: seg.predict(rgb, resize="huge"), "--resize must be"),
+        "mistyped option": (lambda: seg.config.replace(tiles=64), "did you mean 'tile'?"),
+        "a URL": (lambda: seg.predict("https://example.com/a.jpg"), "is a URL: download it"),
+        "an s3 URL": (lambda: seg.predict("s3://bucket/a.jpg"), "s3://bucket/a.jpg is a URL"),
+        "empty folder": (lambda: seg.predict(tmp_path / "empty"), "no images in this folder"),
+        "empty glob": (lambda: seg.predict(str(tmp_path / "*.tif")), "matches no images"),
         "overlay size": (lambda: seg.overlay(rgb, np.zeros((5, 5), np.uint8)), "W x H"),
         "alpha 2": (lambda: seg.overlay(rgb, seg.predict(rgb), alpha=2), "from 0 to 1"),
         "float labels": (lambda: seg.colorize(np.zeros((5, 5))), "integer"),
         "bad device": (lambda: fcnseg.load(text, device="gpu7"), "unknown device"),
         "bad precision": (lambda: fcnseg.load(text, precision="fp8"), "fp32, bf16, int8"),
+        "mistyped built-in": (lambda: fcnseg.load("camvid_lite"), "did you mean camvid_lite2?"),
         "not a checkpoint": (lambda: fcnseg.load(text), "checkpoint"),
     }
     for name, (call, expected) in cases.items():

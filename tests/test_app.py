@@ -23,6 +23,7 @@ from random_model import random_checkpoint
 from fcnseg import zoo
 from fcnseg.app import legend_html
 from fcnseg.cli import main
+from fcnseg.inference import InferenceConfig
 
 pytest.importorskip("gradio", reason="Gradio is not installed (pip install 'fcnseg[app]')")
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
@@ -245,6 +246,42 @@ def test_app_in_browser(server, browser, tmp_path: Path) -> None:
     page.close()
 
 
+def test_a_phone_photo_gets_a_sensible_overlay(server, browser, tmp_path: Path) -> None:
+    """A 12-megapixel phone photo (4000x3000, JPEG stored sideways with an EXIF orientation
+    tag) runs at the model's working scale: its labels agree with those of the same scene at the
+    size the model was trained at, and the page shows them at the photo's own size."""
+    import fcnseg
+    from fcnseg.data.street import render_street
+
+    seg = fcnseg.load(server["ckpt"], device="cpu")
+    if seg.working_size is None:
+        pytest.skip("the app serves a checkpoint without a working size (no built-in model)")
+    scene = Image.fromarray(render_street(2, 360, 480))
+    photo = tmp_path / "IMG_0001.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: turn 90 degrees clockwise to see it upright
+    big = scene.resize((4000, 3000), Image.Resampling.BICUBIC)
+    big.transpose(Image.Transpose.ROTATE_90).save(photo, quality=90, exif=exif.tobytes())
+    native = seg.predict(np.asarray(scene))  # the scene at the training images' size
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server["url"])
+    page.set_input_files("#input-image input[type=file]", str(photo))
+    page.wait_for_selector("#labels-file a[href]", timeout=120_000)
+    status = page.inner_text("#status")
+    assert "IMG_0001.jpg" in status and "4000×3000" in status, status
+    labels = _png(page, page.get_attribute("#labels-file a[href]", "href"))
+    assert labels.shape == (3000, 4000)  # upright, at the photo's size
+    rows = (np.arange(3000) * 360 // 3000)[:, None]
+    cols = (np.arange(4000) * 480 // 4000)[None, :]
+    agree = (labels == native[rows, cols]).mean()
+    assert agree > 0.9, agree  # before the working scale: sky labelled road and car
+    overlay = _png(page, page.get_attribute("#overlay img", "src"))
+    assert overlay.shape[:2] == (1536, 2048)  # shown scaled down; the download is full size
+    assert len([n for n, c in _legend(page).items() if c]) >= 3
+    page.close()
+
+
 def test_large_upload_is_tiled_as_predict_does(tmp_path: Path, monkeypatch) -> None:
     from fcnseg import app
 
@@ -268,7 +305,8 @@ def test_large_upload_is_tiled_as_predict_does(tmp_path: Path, monkeypatch) -> N
     )
     monkeypatch.setattr(app, "DISPLAY_MAX_SIDE", 550)  # pictures on the page are scaled down
     (tmp_path / "dl").mkdir()
-    handlers = app.Handlers(app.Models([str(ckpt)], "cpu", "fp32"), app._Recent(tmp_path / "dl"))
+    models = app.Models([str(ckpt)], InferenceConfig(device="cpu"))
+    handlers = app.Handlers(models, app._Recent(tmp_path / "dl"))
     upload = {"path": str(photo), "orig_name": "wide.png"}
     overlay, colour, legend, status, label_file, state = handlers.segment(
         upload, str(ckpt), "off (fastest)", 0.5

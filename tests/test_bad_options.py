@@ -67,6 +67,24 @@ def _train_cases() -> list[tuple[str, list[str]]]:
 def _cases() -> list[tuple[str, str, list[str]]]:
     common_ckpt = [["NOPE.pt"], ["DIR"], ["FILE"]]
     tta = [("--tta-scales", ["0"]), ("--tta-scales", ["-1", "1"]), ("--tta-scales", ["x"])]
+    resize = [
+        ("--resize", ["big"]),
+        ("--resize", ["0"]),
+        ("--resize", ["-480"]),
+        ("--resize", ["99999"]),
+        ("--resize", ["http://x"]),
+    ]
+    tiles = [
+        ("--tile", ["0"]),
+        ("--tile", ["-5"]),
+        ("--tile", ["1"]),
+        ("--tile", ["63"]),
+        ("--tile", ["100"]),
+        ("--tile", ["x"]),
+        ("--overlap", ["-1"]),
+        ("--overlap", ["x"]),
+    ]
+    batch = [("--batch-size", ["0"]), ("--batch-size", ["x"])]
     table: dict[str, list[tuple[str, list[str]]]] = {
         "models": [("--num-classes", ["0"]), ("--num-classes", ["x"])],
         "verify-data": [("--data", ["NOPE"]), ("--data", ["FILE"]), ("--data", ["DIR"])],
@@ -83,14 +101,14 @@ def _cases() -> list[tuple[str, str, list[str]]]:
             ("--backend", ["tensorrt"]), ("--precision", ["fp8"]),
             ("--backend", ["torch", "--precision", "int8"]),
             ("--calibration", ["NOPE", "--precision", "int8", "--backend", "openvino"]),
+            *resize, *tiles, *batch,
         ],
         "predict": [
             *[("--checkpoint", v) for v in common_ckpt],
             ("--input", ["NOPE.png"]), ("--input", ["EMPTYDIR"]), ("--out", ["FILE"]),
             ("--truth", ["NOPE"]), ("--truth", ["FILE"]),
-            ("--tile", ["0"]), ("--tile", ["-5"]), ("--tile", ["100"]), ("--tile", ["x"]),
-            ("--overlap", ["-1"]), ("--overlap", ["x"]), ("--device", ["toaster"]),
-            ("--precision", ["fp8"]), ("--batch-size", ["0"]), ("--batch-size", ["x"]), *tta,
+            *tiles, ("--device", ["toaster"]), *resize,
+            ("--precision", ["fp8"]), *batch, *tta,
             ("--alpha", ["1.5"]), ("--alpha", ["-0.1"]), ("--alpha", ["nan"]), ("--alpha", ["x"]),
             ("--backend", ["tensorrt"]), ("--backend", ["onnxruntime", "--precision", "bf16"]),
             ("--calibration", ["NOPE", "--precision", "int8", "--backend", "openvino"]),
@@ -104,7 +122,13 @@ def _cases() -> list[tuple[str, str, list[str]]]:
             *[("--checkpoint", v) for v in common_ckpt], ("--host", ["no.such.host.invalid"]),
             ("--port", ["-1"]), ("--port", ["70000"]), ("--port", ["x"]),
             ("--examples", ["NOPE"]), ("--examples", ["FILE"]), ("--examples", ["EMPTYDIR"]),
-            ("--device", ["toaster"]), ("--precision", ["fp8"]),
+            ("--device", ["toaster"]), ("--precision", ["fp8"]), ("--backend", ["tensorrt"]),
+            ("--backend", ["onnxruntime", "--precision", "bf16"]), *resize, *tiles,
+            ("--calibration", ["NOPE", "--precision", "int8", "--backend", "openvino"]),
+        ],
+        "download": [
+            ("--to", ["FILE"]), ("--to", ["FILE/data"]), ("--url", ["not a url"]),
+            ("--url", ["ftp://127.0.0.1/x.zip"]), ("--sha256", ["xyz"]), ("--sha256", ["ab" * 31]),
         ],
         "demo": [
             ("--out", ["FILE"]), ("--out", ["FULLDIR"]), ("--epochs", ["0"]), ("--epochs", ["x"]),
@@ -167,6 +191,8 @@ def _base(cmd: str, w: dict[str, Path], out: Path) -> dict[str, list[str]]:
         "export": {"--checkpoint": [ckpt], "--out": [str(out / "m.onnx")]},
         "demo": {"--out": [str(out)]},
         "app": {"--checkpoint": [ckpt], "--port": [str(w["port"])]},
+        # A closed port: a case that got past the checks would fail there, never go online.
+        "download": {"--to": [str(out)], "--url": [f"http://127.0.0.1:{w['port']}/d.zip"]},
     }[cmd]  # fmt: skip
 
 
@@ -178,7 +204,8 @@ def _argv(cmd: str, opt: str, values: list[str], w: dict[str, Path], out: Path) 
         opts.pop("--fc-channels")
     if cmd == "train" and opt == "--resume":
         opts = {opt: opts[opt]}
-    return [cmd, *[x for k, v in opts.items() for x in (k, *v)]]
+    positional = ["dataset1"] if cmd == "download" else []
+    return [cmd, *positional, *[x for k, v in opts.items() for x in (k, *v)]]
 
 
 def _tree(root: Path) -> set[str]:

@@ -138,6 +138,8 @@ def test_poly_schedule_ends_at_zero(odd_data: Path, tmp_path: Path) -> None:
     rows = _rows(run)
     assert float(rows[-1]["lr"]) <= 1e-6 * 0.001
     assert load_checkpoint(run / "checkpoint_last.pt")["schedule"]["steps"] == 2 * 2
+    # The working scale inference resizes to: the training images' median long side.
+    assert load_checkpoint(run / "checkpoint_last.pt")["working_size"] == 48
 
 
 @pytest.mark.parametrize("freeze", ["backbone", "none"])  # from cached features; from images
@@ -387,7 +389,7 @@ def test_resume_after_a_kill_before_the_picture_keeps_batchnorm_statistics(tiny_
 
 # -- the shape of the code -------------------------------------------------------------------------
 
-LOWER = ("engine", "metrics", "losses", "schedule", "files", "errors", "data", "models")
+LOWER = ("engine", "metrics", "losses", "schedule", "files", "errors", "data", "models", "options")
 
 
 def _imports(path: Path) -> set[str]:

@@ -23,31 +23,42 @@ from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
 from fcnseg.data.info import DatasetInfo
 from fcnseg.errors import FcnsegError
 from fcnseg.inference import (
-    DEFAULT_OVERLAP,
-    DEFAULT_TILE,
+    InferenceConfig,
     autocast,
-    check_scales,
-    check_tiling,
+    make_config,
     pick_device,
     predict_many,
     predict_probabilities,
+    recorded_size,
+    working_size,
 )
-from fcnseg.inputs import ImageInput, is_single_image, to_rgb, to_tensor
+from fcnseg.inference.resize import size_for
+from fcnseg.inputs import ImageInput, expand, is_video_path, to_rgb, to_tensor
 
 
 def load(
     checkpoint: str | os.PathLike[str],
     *,
-    device: str | torch.device = "auto",
-    precision: str = "fp32",
-    backend: str = "auto",
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    backend: str | None = None,
+    resize: str | int | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    tta_scales: Sequence[float] | None = None,
+    tta_flip: bool | None = None,
+    batch_size: int | None = None,
     calibration: str | os.PathLike[str] | None = None,
 ) -> Segmenter:
     """A :class:`Segmenter` for a checkpoint written by ``fcnseg train``, or a built-in model.
 
+    Every option is declared once in :class:`fcnseg.inference.InferenceConfig` (the flags of
+    ``fcnseg predict`` are generated from it): ``None`` means its declared default.
+
     Args:
-        checkpoint: path of the checkpoint (it names its architecture, classes and palette, so
-            nothing else is needed; it is read with ``weights_only=True``: no pickled code runs).
+        checkpoint: path of the checkpoint, or a built-in model's name such as ``camvid_lite2``
+            (it names its architecture, classes and palette, so nothing else is needed; it is
+            read with ``weights_only=True``: no pickled code runs).
         device: ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         precision: ``"fp32"``, ``"bf16"`` (faster on CPUs with AVX512-BF16/AMX and on recent
             GPUs, labels agree with fp32 on most pixels) or ``"int8"`` (the export quantized
@@ -58,32 +69,36 @@ def load(
             :data:`fcnseg.backends.AUTO_ORDER`), torch on a GPU.
         calibration: ``precision="int8"``: a folder of images to calibrate on (default: the
             checkpoint's own training images, where it records them).
+        resize, tile, overlap, tta_scales, tta_flip, batch_size: this Segmenter's defaults for
+            :meth:`Segmenter.predict` (which can override them per call).
 
     Raises:
-        FcnsegError: a missing or unreadable checkpoint, an unknown device or precision.
+        FcnsegError: a missing or unreadable checkpoint, an unknown option or a bad value.
 
     Example:
-        >>> seg = fcnseg.load("runs/d1/checkpoint_best.pt", device="cpu")  # doctest: +SKIP
+        >>> seg = fcnseg.load("camvid_lite2", device="cpu")  # doctest: +SKIP
         >>> seg  # doctest: +SKIP
-        Segmenter(fcn8s_efficientnet_lite0, 11 classes: sky, building, ..., device=cpu, fp32)
+        Segmenter(fcn8s_efficientnet_lite2, 11 classes: sky, building, ..., device=cpu, fp32)
     """
     from fcnseg import zoo
-    from fcnseg.backends import resolve_backend
 
-    dev = pick_device(device)  # bad options fail before the (large) file is read
-    autocast(precision, dev)
-    resolve_backend(backend, precision, dev)
+    given = {"device": device, "precision": precision, "backend": backend, "resize": resize,
+             "tile": tile, "overlap": overlap, "tta_scales": tta_scales, "tta_flip": tta_flip,
+             "batch_size": batch_size,
+             "calibration": os.fspath(calibration) if calibration is not None else None}  # fmt: skip
+    if isinstance(device, torch.device):
+        given["device"] = str(device)
+    config = make_config(None, given)
+    config.runtime()  # bad options fail before the (large) file is read
     ckpt = load_checkpoint(checkpoint)
     model, info = model_from_checkpoint(ckpt, checkpoint)
     return Segmenter(
         model,
         info,
-        device=dev,
-        precision=precision,
         source=str(checkpoint),
-        backend=backend,
         checkpoint_file=zoo.resolve(checkpoint),
-        calibration=calibration,
+        working_size=recorded_size(ckpt),
+        config=config,
     )
 
 
@@ -103,6 +118,10 @@ class Segmenter:
         info: the dataset description stored in the checkpoint (classes, palette, ignore label).
         device: where the model runs.
         precision: ``"fp32"``, ``"bf16"`` or ``"int8"``.
+        config: the inference options (:class:`fcnseg.inference.InferenceConfig`) that
+            :meth:`predict` and the other methods use where a call does not say.
+        working_size: the long side in pixels that images are resized to with ``resize="auto"``
+            (recorded in the checkpoint: the training images' typical size), or None.
     """
 
     def __init__(
@@ -110,30 +129,38 @@ class Segmenter:
         model: nn.Module,
         info: DatasetInfo,
         *,
-        device: str | torch.device = "auto",
-        precision: str = "fp32",
+        device: str | torch.device | None = None,
+        precision: str | None = None,
         source: str = "",
-        backend: str = "torch",
+        backend: str | None = None,
         checkpoint_file: str | os.PathLike[str] | None = None,
-        calibration: str | os.PathLike[str] | None = None,
+        working_size: int | None = None,
+        config: InferenceConfig | None = None,
     ) -> None:
         from fcnseg.backends import load_backend, resolve_backend
 
-        self.device = pick_device(device)
-        autocast(precision, self.device)  # checks the name
+        given = {"device": str(device) if device is not None else None}
+        config = make_config(config, {**given, "precision": precision, "backend": backend})
+        self.device = pick_device(config.device)
+        autocast(config.precision, self.device)  # checks the name
         self.arch = getattr(model, "arch", {}).get("name", type(model).__name__)
-        self.backend = resolve_backend(backend, precision, self.device, checkpoint_file)
+        self.backend = resolve_backend(
+            config.backend, config.precision, self.device, checkpoint_file
+        )
         self.model = load_backend(
             model,
             self.backend,
-            precision=precision,
+            precision=config.precision,
             device=self.device,
             checkpoint=checkpoint_file,
-            calibration=calibration,
+            calibration=config.calibration,
         )
         self.info = info
-        self.precision = precision
+        self.precision = config.precision
         self.source = source
+        self.config = config
+        self.working_size = working_size
+        self._noted = False
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -167,75 +194,114 @@ class Segmenter:
         self,
         x: ImageInput | Sequence[ImageInput],
         *,
-        tta_scales: Sequence[float] = (1.0,),
-        tta_flip: bool = False,
-        tile: int = DEFAULT_TILE,
-        overlap: int = DEFAULT_OVERLAP,
-        batch_size: int = 4,
+        resize: str | int | None = None,
+        tile: int | None = None,
+        overlap: int | None = None,
+        tta_scales: Sequence[float] | None = None,
+        tta_flip: bool | None = None,
+        batch_size: int | None = None,
     ) -> np.ndarray | list[np.ndarray]:
-        """Class ids ``(H, W)`` uint8 at the input's size, for one image or a list of them.
+        """Class ids ``(H, W)`` uint8 at the input's size, for one image or many.
+
+        Each image runs at the model's working scale (``resize``) and its labels come back at
+        the image's own size. Options left ``None`` take this Segmenter's (see :func:`load`).
 
         Args:
-            x: one image, or a list/tuple of images (the result is then a list, in order).
-            tta_scales: test-time augmentation: average the class probabilities over the image
-                resized by each scale, e.g. ``(0.75, 1, 1.25, 1.5)``; ``(1.0,)``: none.
-            tta_flip: test-time augmentation: also average over the mirrored image.
-            tile: images larger than this in a side are segmented in ``tile x tile`` windows,
-                so memory stays bounded whatever the image size.
+            x: one image; or a list/tuple of images, a folder (its images sorted by name) or a
+                glob pattern such as ``"photos/*.jpg"`` (sorted): the result is then a list,
+                one label map per image, in order.
+            resize: ``"auto"`` (the size the model was trained at, recorded in the checkpoint),
+                ``"none"`` (each image's own size) or a long side in pixels: each image is
+                resized (aspect kept) to it, run, and its class scores resampled back.
+            tile: images larger than this in a side (after resizing) are segmented in
+                ``tile x tile`` windows, so memory stays bounded whatever the image size.
             overlap: pixels shared by neighbouring windows (``tile > overlap >= 0``).
-            batch_size: consecutive same-size images of a list run together by this many.
+            tta_scales: test-time augmentation: average the class probabilities over the image
+                resized by each scale (relative to the working scale), e.g.
+                ``(0.75, 1, 1.25, 1.5)``; ``(1.0,)``: none.
+            tta_flip: test-time augmentation: also average over the mirrored image.
+            batch_size: consecutive same-size images run together by this many.
 
         Example:
             >>> labels = seg.predict("street.jpg")  # doctest: +SKIP
             >>> labels.shape, labels.dtype  # doctest: +SKIP
             ((360, 480), dtype('uint8'))
-            >>> batch = seg.predict([pil_image, np.asarray(pil_image)], tta_flip=True)  # doctest: +SKIP
+            >>> every = seg.predict("photos/")  # one (H, W) per image, sorted  # doctest: +SKIP
         """
-        kw = self._options(tta_scales, tta_flip, tile, overlap)
-        if is_single_image(x):
-            return next(self._stream([x], batch_size, kw, single=True))[1]
-        return [labels for _, labels in self._stream(x, batch_size, kw)]
+        kw = {"resize": resize, "tile": tile, "overlap": overlap, "tta_scales": tta_scales,
+              "tta_flip": tta_flip, "batch_size": batch_size}  # fmt: skip
+        if is_video_path(x):
+            raise FcnsegError(
+                f"{x} is a video: go through its frames with predict_iter({str(x)!r})"
+            )
+        single, inputs = expand(x)
+        results = self._stream(inputs, self.config.replace(**kw), single=single)
+        if single:
+            return next(results)[1]
+        return [labels for _, labels in results]
 
     def predict_iter(
         self,
-        inputs: Iterable[ImageInput],
+        inputs: Iterable[ImageInput] | str | os.PathLike[str],
         *,
-        tta_scales: Sequence[float] = (1.0,),
-        tta_flip: bool = False,
-        tile: int = DEFAULT_TILE,
-        overlap: int = DEFAULT_OVERLAP,
-        batch_size: int = 4,
+        resize: str | int | None = None,
+        tile: int | None = None,
+        overlap: int | None = None,
+        tta_scales: Sequence[float] | None = None,
+        tta_flip: bool | None = None,
+        batch_size: int | None = None,
     ) -> Iterator[tuple[Any, np.ndarray]]:
         """``(input, labels (H, W) uint8)`` for each input, in order, read lazily.
 
-        For many files: memory holds one batch, whatever their number. Options as in
-        :meth:`predict`.
+        ``inputs``: images (any iterable), a folder, a glob pattern, or a video file, whose
+        frames come as ``(frame (H, W, 3) uint8, labels)``. Memory holds one batch, whatever
+        the number of images or frames. Options as in :meth:`predict`.
 
         Example:
-            >>> for path, labels in seg.predict_iter(sorted(Path("photos").glob("*.jpg"))):  # doctest: +SKIP
+            >>> for path, labels in seg.predict_iter("photos/*.jpg"):  # doctest: +SKIP
             ...     print(path, np.bincount(labels.ravel(), minlength=seg.num_classes))
         """
-        kw = self._options(tta_scales, tta_flip, tile, overlap)
-        return self._stream(inputs, batch_size, kw)
+        kw = {"resize": resize, "tile": tile, "overlap": overlap, "tta_scales": tta_scales,
+              "tta_flip": tta_flip, "batch_size": batch_size}  # fmt: skip
+        config = self.config.replace(**kw)
+        items: Iterable[Any] = inputs
+        if isinstance(inputs, str | os.PathLike):  # a folder, a pattern, a video or one file
+            items = expand(inputs)[1]
+        return self._stream(items, config)
 
     def _stream(
-        self, inputs: Iterable[ImageInput], batch_size: int, kw: dict, single: bool = False
+        self, inputs: Iterable[ImageInput], config: InferenceConfig, single: bool = False
     ) -> Iterator[tuple[Any, np.ndarray]]:
         items = ((x, to_tensor(x, _name(x, None if single else i))) for i, x in enumerate(inputs))
         return predict_many(
-            self.model, items, batch_size=batch_size, precision=self.precision, **kw
+            self.model,
+            items,
+            batch_size=config.batch_size,
+            precision=self.precision,
+            size=self._size(config),
+            **config.call_options(),
         )
+
+    def _size(self, config: InferenceConfig) -> int | None:
+        """The working size for ``config.resize``; says once what it assumes when ``auto``
+        meets a checkpoint that records none."""
+        if config.resize == "auto" and self.working_size is None and not self._noted:
+            self._noted = True
+            return size_for(config.resize, None, self.source or "this model")
+        return working_size(config.resize, self.working_size)
 
     def probabilities(
         self,
         x: ImageInput,
         *,
-        tta_scales: Sequence[float] = (1.0,),
-        tta_flip: bool = False,
-        tile: int = DEFAULT_TILE,
-        overlap: int = DEFAULT_OVERLAP,
+        resize: str | int | None = None,
+        tile: int | None = None,
+        overlap: int | None = None,
+        tta_scales: Sequence[float] | None = None,
+        tta_flip: bool | None = None,
     ) -> np.ndarray:
-        """Class probabilities ``(C, H, W)`` float32 for one image (they sum to 1 per pixel).
+        """Class probabilities ``(C, H, W)`` float32 for one image (they sum to 1 per pixel),
+        at the image's own size (the class scores are resampled from the working scale).
 
         Their argmax is :meth:`predict`'s labels (up to exact ties); their maximum is the
         model's confidence. Options as in :meth:`predict`.
@@ -243,15 +309,17 @@ class Segmenter:
         Example:
             >>> p = seg.probabilities("street.jpg")  # doctest: +SKIP
             >>> confidence = p.max(0)  # (H, W)  # doctest: +SKIP
-            >>> shares = dict(zip(seg.classes, np.bincount(p.argmax(0).ravel(),
-            ...     minlength=seg.num_classes) / p[0].size))  # doctest: +SKIP
         """
-        if not is_single_image(x):
+        if isinstance(x, list | tuple) or not expand(x)[0]:
             raise FcnsegError("probabilities takes one image; call it once per image")
-        kw = self._options(tta_scales, tta_flip, tile, overlap)
+        kw = {"resize": resize, "tile": tile, "overlap": overlap, "tta_scales": tta_scales,
+              "tta_flip": tta_flip}  # fmt: skip
+        config = self.config.replace(**kw)
         image = to_tensor(x)
         with autocast(self.precision, self.device):
-            return predict_probabilities(self.model, image, **kw)
+            return predict_probabilities(
+                self.model, image, size=self._size(config), **config.call_options()
+            )
 
     def colorize(self, labels: np.ndarray, *, legend: bool = False) -> np.ndarray:
         """Class ids ``(H, W)`` -> RGB ``(H, W, 3)`` uint8 in the palette's colours (void black).
@@ -303,14 +371,6 @@ class Segmenter:
                 f"{labels.shape}"
             )
         return labels
-
-    @staticmethod
-    def _options(
-        tta_scales: Sequence[float], tta_flip: bool, tile: int, overlap: int
-    ) -> dict[str, Any]:
-        check_tiling(tile, overlap)
-        scales = check_scales(tta_scales)
-        return {"tile": tile, "overlap": overlap, "scales": scales, "flip": bool(tta_flip)}
 
 
 def check_alpha(alpha: float, name: str = "alpha") -> float:

@@ -5,7 +5,8 @@ scripts, styles and fonts come from the installed package, analytics are off, an
 listens on 127.0.0.1 unless told otherwise. The page shows the labels over the photo (with an
 opacity slider), the colour label map, a legend with each class's share of the pixels, the time
 taken, and a PNG of the class ids to download; options choose the model and test-time
-augmentation. Large photos are segmented in tiles, as ``fcnseg predict`` does.
+augmentation. Photos run at the model's working scale and large ones in tiles, as
+``fcnseg predict`` does, so a 12-megapixel phone photo takes about as long as a small one.
 
 Example:
     >>> from fcnseg.app import serve
@@ -14,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 import socket
@@ -32,6 +34,9 @@ from PIL import Image
 
 from fcnseg.errors import FcnsegError
 
+# Inference options the page chooses itself (so ``fcnseg app`` has no flag for them):
+# test-time augmentation is a choice on the page, and one photo runs at a time.
+PAGE_OPTIONS = ("tta_scales", "tta_flip", "batch_size")
 # Test-time augmentation choices: (scales, flip).
 TTA_PRESETS: dict[str, tuple[tuple[float, ...], bool]] = {
     "off (fastest)": ((1.0,), False),
@@ -115,10 +120,11 @@ def example_images(folder: str | Path | None, out: Path) -> list[Path]:
 class Models:
     """The models the page offers, loaded on first use and kept (one lock: CPU-bound anyway)."""
 
-    def __init__(self, checkpoints: Sequence[str], device: str, precision: str) -> None:
+    def __init__(self, checkpoints: Sequence[str], config: Any = None) -> None:
         from fcnseg import zoo
+        from fcnseg.inference import make_config
 
-        self.device, self.precision = device, precision
+        self.config = make_config(config)
         self.labels: dict[str, str] = {}
         for ckpt in checkpoints:
             self.labels[ckpt] = _model_label(ckpt)
@@ -139,7 +145,7 @@ class Models:
             if key not in self.labels:
                 raise FcnsegError(f"unknown model {key!r}")
             if key not in self._loaded:
-                self._loaded[key] = fcnseg.load(key, device=self.device, precision=self.precision)
+                self._loaded[key] = fcnseg.load(key, **dataclasses.asdict(self.config))
             return self._loaded[key]
 
 
@@ -285,8 +291,7 @@ def build_app(
     checkpoints: Sequence[str],
     *,
     examples: Sequence[Path] = (),
-    device: str = "auto",
-    precision: str = "fp32",
+    config: Any = None,
     work_dir: Path | None = None,
 ) -> Any:
     """The page as a ``gradio.Blocks``: the first of ``checkpoints`` is selected at start.
@@ -295,11 +300,12 @@ def build_app(
         checkpoints: checkpoint files or built-in model names; the built-in models are offered
             too. The first is loaded now, so a bad one fails before the server starts.
         examples: pictures offered as one-click examples.
-        device: where the models run (``auto``, ``cpu``, ``cuda``...).
-        precision: ``fp32`` or ``bf16``.
+        config: the inference options (:class:`fcnseg.inference.InferenceConfig`: device,
+            precision, backend, working scale, tiles); test-time augmentation is chosen on the
+            page, and one photo runs at a time.
         work_dir: where label maps for download are written (default: a temporary folder).
     """
-    models = Models(checkpoints, device, precision)
+    models = Models(checkpoints, config)
     first = models.get(models.default)  # a bad checkpoint fails before Gradio is imported
     gr = _offline_gradio()
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="fcnseg-app-"))
@@ -368,14 +374,11 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 7860,
     examples: Sequence[Path] = (),
-    device: str = "auto",
-    precision: str = "fp32",
+    config: Any = None,
     work_dir: Path | None = None,
 ) -> None:
     """Build the page and serve it at ``http://HOST:PORT`` until interrupted."""
-    app = build_app(
-        checkpoints, examples=examples, device=device, precision=precision, work_dir=work_dir
-    )
+    app = build_app(checkpoints, examples=examples, config=config, work_dir=work_dir)
     gr = _offline_gradio()
     app.queue(default_concurrency_limit=1).launch(
         server_name=host,

@@ -48,9 +48,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     ``ckpt["sha256"]``, so an export cached under that digest (:mod:`fcnseg.export_cache`) is
     made from what the digest names, even if the file is replaced meanwhile.
     """
-    path = _builtin_or_path(path)
+    given, path = path, _builtin_or_path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise CheckpointError(f"{path}: checkpoint not found{_did_you_mean(given)}")
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -66,7 +66,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
     ckpt["sha256"] = hashlib.sha256(data).hexdigest()
-    return _upcast(ckpt)
+    return _with_manifest(_upcast(ckpt), path)
 
 
 # Built-in models (fcnseg.zoo): a name that is not an existing path resolves to the shipped,
@@ -75,6 +75,31 @@ def _builtin_or_path(path: str | Path) -> Path:
     from fcnseg import zoo
 
     return zoo.resolve(path)
+
+
+def _did_you_mean(given: str | Path) -> str:
+    """``; did you mean camvid_lite2?`` for a name close to a built-in model's, else ``""``."""
+    import difflib
+
+    from fcnseg import zoo
+
+    text = str(given)
+    if "/" in text or "\\" in text or Path(text).suffix == ".pt":
+        text = Path(text).stem  # camvid_lite.pt, ./camvid-lite2: the name part
+    names = [m.name for m in zoo.builtin_models()]
+    close = difflib.get_close_matches(text.lower().replace("-", "_"), names, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}? (fcnseg models lists the built-in models)" if close else ""
+
+
+def _with_manifest(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A built-in model's checkpoint, with what its manifest records and the file does not
+    (``working_size``: shipped files stay bit-identical when the manifest learns more)."""
+    from fcnseg import zoo
+
+    model = zoo.builtin_for_file(path)
+    if model is not None and "working_size" not in ckpt and "working_size" in model.manifest:
+        ckpt["working_size"] = model.manifest["working_size"]
+    return ckpt
 
 
 def _upcast(ckpt: dict[str, Any]) -> dict[str, Any]:

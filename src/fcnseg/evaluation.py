@@ -1,12 +1,13 @@
 """Evaluating a checkpoint on a dataset split: the paper's metrics, per-class IoU, pictures.
 
 The metrics come from :func:`fcnseg.engine.evaluate`, the same function that validates every
-training epoch; here its ``forward`` predicts each image at its original resolution through
-:func:`fcnseg.inference.predict_labels` (tiling, test-time augmentation).
+training epoch; here its ``forward`` takes each image's labels at its original resolution from
+:func:`fcnseg.inference.predict_many` (working scale, batches, tiling, test-time augmentation).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from fcnseg.data.transforms import eval_transform
 from fcnseg.engine import evaluate
 from fcnseg.errors import DataError
 from fcnseg.files import atomic_write
-from fcnseg.inference import autocast, pick_device, predict_labels
+from fcnseg.inference import make_config, predict_many, recorded_size
+from fcnseg.inference.resize import size_for
 from fcnseg.metrics import metrics_from_confusion
 
 SUMMARY_KEYS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu", "per_class_iu", "num_images", "tta")
@@ -48,26 +50,33 @@ def evaluate_checkpoint(
     data: str | Path,
     split: str = "test",
     *,
-    device: str = "auto",
-    scales: tuple[float, ...] = (1.0,),
-    flip: bool = False,
     progress: bool = True,
-    backend: str = "torch",
-    precision: str = "fp32",
+    device: str | None = None,
+    precision: str | None = None,
+    backend: str | None = None,
+    resize: str | int | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    tta_scales: Sequence[float] | None = None,
+    tta_flip: bool | None = None,
+    batch_size: int | None = None,
     calibration: str | Path | None = None,
 ) -> EvalResult:
-    """Metrics of a checkpoint on a split at the images' original resolution.
+    """Metrics of a checkpoint on a split, its labels at the images' original resolution.
 
-    ``scales``/``flip``: test-time augmentation (see :func:`fcnseg.inference.class_scores`).
-    ``backend``: ``torch``, ``onnxruntime``, ``openvino`` or ``auto``; ``precision`` and
-    ``calibration`` (int8): see :func:`fcnseg.backends.load_backend`.
+    The options are those of :class:`fcnseg.inference.InferenceConfig` (``None``: its default),
+    as for :func:`fcnseg.load`: each image runs at the model's working scale (``resize``), with
+    tiles and test-time augmentation (see :func:`fcnseg.inference.predict_many`). ``calibration``
+    (``precision="int8"``): see :func:`fcnseg.backends.load_backend`.
     """
     from fcnseg import zoo
-    from fcnseg.backends import load_backend, resolve_backend
+    from fcnseg.backends import load_backend
 
-    dev = pick_device(device)
-    autocast(precision, dev)  # bad names fail before the checkpoint is read
-    resolve_backend(backend, precision, dev)
+    given = {"device": device, "precision": precision, "backend": backend, "resize": resize,
+             "tile": tile, "overlap": overlap, "tta_scales": tta_scales, "tta_flip": tta_flip,
+             "batch_size": batch_size, "calibration": calibration}  # fmt: skip
+    config = make_config(None, given)
+    dev = config.runtime()  # bad options fail before the checkpoint is read
     ckpt = load_checkpoint(checkpoint)
     model, info = model_from_checkpoint(ckpt, checkpoint)
     layout = open_dataset(data)
@@ -76,38 +85,63 @@ def evaluate_checkpoint(
             f"{data}: classes {list(layout.info.class_names)} differ from the checkpoint's "
             f"{list(info.class_names)}"
         )
+    _check_split(layout, data, split)
     scan = scan_split(
         layout.split(split), layout.info, progress=f"reading {split}" if progress else None
     )
-    model = load_backend(
-        model,
-        backend,
-        precision=precision,
-        device=dev,
-        checkpoint=zoo.resolve(checkpoint),
-        calibration=calibration,
-    )
-    transform = eval_transform()
+    model = load_backend(model, config.backend, precision=config.precision, device=dev,
+                         checkpoint=zoo.resolve(checkpoint),
+                         calibration=config.calibration)  # fmt: skip
+    size = size_for(config.resize, recorded_size(ckpt), str(checkpoint))
     pairs = list(zip(scan.samples, scan.decoded, strict=True))
-    per_image: list = []
+    per_image = _run(model, pairs, info, config, size, progress)
+    metrics = metrics_from_confusion(per_image.confusion, info.class_names)
+    metrics["num_images"] = len(pairs)
+    metrics["tta"] = {"scales": list(config.tta_scales), "flip": config.tta_flip}
+    metrics["working_size"] = size
+    return EvalResult(metrics, per_image.confusion.numpy(), info, per_image.rows)
+
+
+@dataclass
+class _Scored:
+    confusion: torch.Tensor
+    rows: list[tuple[float, Sample, Decoded, np.ndarray]]
+
+
+def _run(model, pairs: list, info: DatasetInfo, config, size: int | None, progress: bool):
+    """The labels of every pair through :func:`predict_many` (batches, tiles, working scale),
+    scored by :func:`fcnseg.engine.evaluate` one image at a time."""
+    transform = eval_transform()
+    images = ((i, transform(*to_tv_tensors(pair))[0]) for i, (_, pair) in enumerate(pairs))
+    predictions = predict_many(model, images, batch_size=config.batch_size,
+                               precision=config.precision, size=size,
+                               **config.call_options())  # fmt: skip
+    rows: list = []
 
     def forward(item):
-        sample, pair = item
-        image, mask = transform(*to_tv_tensors(pair))
-        with autocast(precision, dev):
-            labels = torch.from_numpy(predict_labels(model, image, scales=scales, flip=flip))
-        per_image.append([None, sample, pair, labels.numpy()])
-        return labels[None], mask.as_subclass(torch.Tensor)[None]
+        i, labels = item
+        sample, pair = pairs[i]
+        rows.append([None, sample, pair, labels])
+        mask = torch.from_numpy(pair.mask)
+        return torch.from_numpy(labels)[None], mask[None]
 
     def score(cm: torch.Tensor) -> None:
-        per_image[-1][0] = metrics_from_confusion(cm)["mean_iu"]
+        rows[-1][0] = metrics_from_confusion(cm)["mean_iu"]
 
-    batches = tqdm(pairs, desc="evaluating", disable=not progress, leave=False)
+    batches = tqdm(predictions, total=len(pairs), desc="evaluating", disable=not progress,
+                   leave=False)  # fmt: skip
     result = evaluate(forward, batches, info.num_classes, info.ignore_index, on_batch=score)
-    metrics = metrics_from_confusion(result.confusion, info.class_names)
-    metrics["num_images"] = len(pairs)
-    metrics["tta"] = {"scales": list(scales), "flip": flip}
-    return EvalResult(metrics, result.confusion.numpy(), info, [tuple(r) for r in per_image])
+    return _Scored(result.confusion, [tuple(r) for r in rows])
+
+
+def _check_split(layout, data: str | Path, split: str) -> None:
+    """DataError for a split the dataset lacks, suggesting one it has (``--split val``)."""
+    if split in layout.splits:
+        return
+    found = list(layout.splits)
+    hint = next((s for s in ("val", "test") if s in found), found[0] if found else None)
+    suggestion = f"; evaluate another with --split {hint}" if hint else ""
+    raise DataError(f"{data}: no '{split}' split (found: {', '.join(found) or 'none'}){suggestion}")
 
 
 def format_table(metrics: dict) -> str:

@@ -5,11 +5,18 @@ An image may be a file path (``str`` or ``os.PathLike``), a PIL image, a NumPy a
 grayscale; uint8 0-255, uint16 0-65535 or float in [0, 1]) or a torch tensor (``(3, H, W)``,
 ``(4, H, W)``, ``(1, H, W)`` or ``(H, W)``; uint8 0-255 or float in [0, 1]). Anything else is
 refused with a one-line :class:`fcnseg.errors.FcnsegError` that says what was expected.
+
+Many images may be given at once (:func:`expand`): a list or tuple, a folder (its images, sorted
+by name), or a glob pattern such as ``"photos/*.jpg"`` (sorted); a video file is a sequence of
+frames. A URL is refused with one line: fcnseg reads local files only.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -19,11 +26,93 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from fcnseg.data.io import pil_to_rgb, read_image
-from fcnseg.errors import FcnsegError
+from fcnseg.data.layout import IMAGE_SUFFIXES, list_images
+from fcnseg.errors import DataError, FcnsegError
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | Image.Image | np.ndarray | Tensor"
 
 _SHAPES = "(H, W, 3) RGB, (H, W, 4) RGBA or (H, W) grayscale"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_GLOB = re.compile(r"[*?[]")
+
+
+def check_not_url(x: Any) -> None:
+    """FcnsegError (one line) for ``http://...``, ``s3://...`` and other URLs: ``Path`` would
+    fold their ``//`` and the user would read "not found" about a name they never gave."""
+    if isinstance(x, str) and _URL.match(x):
+        raise FcnsegError(f"{x} is a URL: download it first (fcnseg reads local files only)")
+
+
+def is_video_path(x: Any) -> bool:
+    """True for a path (not a URL) whose suffix is a video's (``.mp4``, ``.mov``...)."""
+    if not isinstance(x, str | os.PathLike) or (isinstance(x, str) and _URL.match(x)):
+        return False
+    from fcnseg.video import is_video
+
+    return is_video(x)
+
+
+def expand(x: Any) -> tuple[bool, Iterable[Any]]:
+    """``(single, inputs)``: one image as ``(True, [x])``; a list/tuple, a folder or a glob
+    pattern as ``(False, its images)``, folders and patterns sorted by name; a video path as
+    ``(False, its frames (H, W, 3) uint8, read lazily)``."""
+    if isinstance(x, list | tuple):
+        return False, x
+    if not isinstance(x, str | os.PathLike):
+        return True, [x]
+    check_not_url(x)
+    path = Path(x)
+    if path.is_dir():
+        images = list_images(path)
+        if not images:
+            raise DataError(f"{path}: no images in this folder ({_suffixes()})")
+        return False, images
+    if not path.exists() and _GLOB.search(str(x)):
+        images = sorted(
+            Path(p) for p in glob.glob(str(x)) if Path(p).suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not images:
+            raise DataError(f"{x}: the pattern matches no images ({_suffixes()})")
+        return False, [p for p in images if p.is_file()]
+    if is_video_path(path):
+        return False, _frames(path)
+    return True, [x]
+
+
+def _frames(path: Path) -> Iterator[np.ndarray]:
+    from fcnseg.video import probe, read_frames
+
+    probe(path)  # a missing or unreadable video fails here, before the first frame is asked for
+    return read_frames(path)
+
+
+def _suffixes() -> str:
+    return ", ".join(sorted(IMAGE_SUFFIXES))
+
+
+def collect_files(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given, folders expanded to their images, each file once; DataError for what
+    does not exist (``fcnseg predict --input``)."""
+    files: list[Path] = []
+    inputs = list(inputs)
+    for item in inputs:
+        check_not_url(item)
+        path = Path(item)
+        if path.is_dir():
+            files.extend(list_images(path))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    if not files:
+        raise DataError(f"no images found in {', '.join(map(str, inputs))} ({_suffixes()})")
+    seen: set[Path] = set()
+    unique = []
+    for f in files:  # a file named twice (or given and inside a given folder) is done once
+        if (key := f.resolve()) not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
 
 
 def is_single_image(x: Any) -> bool:
@@ -38,6 +127,7 @@ def to_tensor(x: ImageInput, name: str = "image") -> Tensor:
     orientation tag. ``name`` says which input a message is about (e.g. ``"input 3"``).
     """
     if isinstance(x, str | os.PathLike):
+        check_not_url(x)
         return _from_uint8(read_image(Path(x)))
     if isinstance(x, Image.Image):
         return _from_uint8(pil_to_rgb(ImageOps.exif_transpose(x), name))
@@ -54,6 +144,7 @@ def to_tensor(x: ImageInput, name: str = "image") -> Tensor:
 def to_rgb(x: ImageInput, name: str = "image") -> np.ndarray:
     """Any accepted image as an RGB picture ``(H, W, 3)`` uint8 (to blend labels over)."""
     if isinstance(x, str | os.PathLike):
+        check_not_url(x)
         return read_image(Path(x))
     if isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 3 and x.shape[2] == 3:
         return x

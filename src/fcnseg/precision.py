@@ -19,6 +19,7 @@ import torch
 
 from fcnseg.errors import FcnsegError
 
+# The inference precisions (``--precision``, ``fcnseg.load(precision=...)``); read, never copied.
 PRECISIONS = ("fp32", "bf16", "int8")
 
 

@@ -329,9 +329,9 @@ def segment_video(
     *,
     frames_dir: str | os.PathLike[str] | None = None,
     alpha: float = 0.5,
-    tta_scales: Sequence[float] = (1.0,),
-    tta_flip: bool = False,
-    batch_size: int = 8,
+    tta_scales: Sequence[float] | None = None,
+    tta_flip: bool | None = None,
+    batch_size: int | None = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> VideoInfo:
     """Write the overlay video of ``src`` to ``out`` (MP4, H.264, upright, same size and
@@ -349,6 +349,7 @@ def segment_video(
         alpha: weight of the colours in the overlay, 0 (frame only) to 1.
         tta_scales, tta_flip: test-time augmentation, as in :meth:`Segmenter.predict`.
         batch_size: frames segmented together.
+            (``None``, for these three: the Segmenter's own, from :func:`fcnseg.load`.)
         on_frame: called with the number of frames done after each frame (a progress bar).
 
     Returns:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fcnseg.app import PAGE_OPTIONS
+from fcnseg.commands.tta import add_inference_arguments, inference_config
 from fcnseg.errors import FcnsegError
-from fcnseg.precision import PRECISIONS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--examples", metavar="DIR", help="offer the images in DIR as examples")
-    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
+    add_inference_arguments(p, exclude=PAGE_OPTIONS)
     p.set_defaults(func=run)
 
 
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fcnseg import app, zoo
 
+    config = inference_config(args)  # every option is checked before the page is served
     app.require_gradio()
     checkpoints = args.checkpoint
     if not checkpoints:
@@ -56,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
             )
         checkpoints = [best.name]
     from fcnseg.checkpoint import load_checkpoint
-    from fcnseg.inference import pick_device
 
-    pick_device(args.device)  # every option is checked before the page is served
+    config.runtime()  # device, precision and backend can run together here
     for ckpt in checkpoints:  # models load on first use; a bad file must not wait until then
         load_checkpoint(ckpt)
     app.check_port(args.host, args.port)
@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 host=args.host,
                 port=args.port,
                 examples=examples,
-                device=args.device,
-                precision=args.precision,
+                config=config,
                 work_dir=Path(work),
             )
     finally:

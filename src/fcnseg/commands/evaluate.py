@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
-from fcnseg.commands.tta import (
-    add_backend_argument,
-    add_precision_arguments,
-    add_tta_arguments,
-    tta_options,
-)
+from fcnseg.commands.tta import add_inference_arguments, inference_config
 from fcnseg.errors import FcnsegError
 from fcnseg.files import check_output_file, check_writable_dir
 
@@ -20,12 +16,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="pixel accuracy, mean accuracy, mean IU, frequency-weighted IU and per-class IoU",
-        description="Evaluate a checkpoint on a dataset split at the images' original resolution "
-        "(ignore label excluded; classes absent from both truth and prediction left out of the "
+        description="Evaluate a checkpoint on a dataset split, labels at the images' original "
+        "resolution (each image runs at the model's working scale, see --resize; ignore label "
+        "excluded; classes absent from both truth and prediction left out of the "
         "means). Prints a table and writes confusion_matrix.png, per_class_iou.png and "
         "worst_images.png to --out. Training validates each epoch with the same function.",
     )
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by fcnseg train")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="CKPT_OR_NAME",
+        help="a checkpoint written by fcnseg train, or a built-in model's name such as "
+        "camvid_lite2 (fcnseg models lists them)",
+    )
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
@@ -35,10 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--worst", type=int, default=4, help="images in the worst-images panel (default 4)"
     )
-    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
-    add_precision_arguments(p)
-    add_backend_argument(p)
-    add_tta_arguments(p)
+    add_inference_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         save_report,
     )
 
-    tta = tta_options(args)  # every option and output path is checked before any work
+    config = inference_config(args)  # every option and output path is checked before any work
     if args.worst < 0:
         raise FcnsegError(f"--worst must be >= 0, got {args.worst}")
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.split}"
@@ -64,14 +64,7 @@ def run(args: argparse.Namespace) -> int:
         if os.path.realpath(args.json) in {os.path.realpath(out / n) for n in REPORT_FILES}:
             raise FcnsegError(f"{args.json}: the --json file would replace a picture of --out")
     result = evaluate_checkpoint(
-        args.checkpoint,
-        args.data,
-        args.split,
-        device=args.device,
-        backend=args.backend,
-        precision=args.precision,
-        calibration=args.calibration,
-        **tta,
+        args.checkpoint, args.data, args.split, **dataclasses.asdict(config)
     )
     metrics = result.metrics
     extra = "" if metrics["tta"] == {"scales": [1.0], "flip": False} else f", TTA {metrics['tta']}"

@@ -21,7 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "ONNX model with onnxruntime on odd-sized inputs and prints the largest difference from "
         "PyTorch.",
     )
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by fcnseg train")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="CKPT_OR_NAME",
+        help="a checkpoint written by fcnseg train, or a built-in model's name such as "
+        "camvid_lite2 (fcnseg models lists them)",
+    )
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument(
         "--opset",

@@ -7,6 +7,7 @@ library, writes the files and reports.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections import Counter
 from pathlib import Path
@@ -20,15 +21,10 @@ from fcnseg.commands.predict_video import (
     predict_videos,
     split_videos,
 )
-from fcnseg.commands.tta import (
-    add_backend_argument,
-    add_precision_arguments,
-    add_tta_arguments,
-    tta_options,
-)
+from fcnseg.commands.tta import add_inference_arguments, inference_config
 from fcnseg.data.io import MAX_PIXELS_ENV, read_image, read_mask
-from fcnseg.data.layout import IMAGE_SUFFIXES, list_images, pair_key
-from fcnseg.errors import DataError, FcnsegError
+from fcnseg.data.layout import list_images, pair_key
+from fcnseg.errors import DataError
 from fcnseg.files import (
     Inputs,
     OutputError,
@@ -37,7 +33,7 @@ from fcnseg.files import (
     same_file,
     save_png,
 )
-from fcnseg.inference import DEFAULT_OVERLAP, DEFAULT_TILE, check_tiling
+from fcnseg.inputs import collect_files
 
 MAX_WARNINGS = 10  # missing masks listed one per line up to this many, then counted
 
@@ -54,13 +50,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "and {name}_triplet.png (original | truth | prediction with a legend). {name} is the "
         "input's stem; where two inputs share a stem (a.jpg and a.png, or one name in two "
         "folders) it is the file name, with as many parent folders as it takes to tell them "
-        "apart (a.jpg, day_a.png). Images larger than --tile in a side are processed in "
-        "overlapping tiles, so memory is bounded by one tile. Photos are read upright (EXIF "
+        "apart (a.jpg, day_a.png). Each image is resized to the model's working scale (the "
+        "size it was trained at; --resize), run there, and labelled at its own size; images "
+        "larger than --tile in a side (after resizing) are processed in overlapping tiles, "
+        "so memory is bounded by one tile. Photos are read upright (EXIF "
         f"orientation); images over 89,478,485 pixels are refused unless {MAX_PIXELS_ENV} "
         "allows more (0: no limit).",
     )
-    p.add_argument("--checkpoint", required=True, help="a checkpoint written by fcnseg train")
-    p.add_argument("--input", required=True, nargs="+", help="image files and/or folders")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="CKPT_OR_NAME",
+        help="a checkpoint written by fcnseg train, or a built-in model's name such as "
+        "camvid_lite2 (fcnseg models lists them)",
+    )
+    p.add_argument(
+        "--input", required=True, nargs="+", help="image files, video files and/or folders"
+    )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--truth",
@@ -68,54 +74,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "mask gets a warning and no triplet",
     )
     p.add_argument(
-        "--tile", type=int, default=DEFAULT_TILE, help=f"tile size (default {DEFAULT_TILE})"
-    )
-    p.add_argument(
-        "--overlap",
-        type=int,
-        default=DEFAULT_OVERLAP,
-        help=f"tile overlap, smaller than --tile (default {DEFAULT_OVERLAP})",
-    )
-    p.add_argument(
         "--alpha",
         type=float,
         default=0.5,
         help="weight of the colours in the overlay, 0 (image only) to 1 (default 0.5)",
     )
-    p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
-    add_precision_arguments(p)
-    add_backend_argument(p)
-    p.add_argument(
-        "--batch-size", type=int, default=4, help="same-size images run together (default 4)"
-    )
-    add_tta_arguments(p)
+    add_inference_arguments(p)
     add_video_arguments(p)
     p.set_defaults(func=run)
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given, folders expanded to their images, each file once; DataError for what
-    does not exist."""
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files.extend(list_images(path))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise DataError(f"{path}: no such file or folder")
-    if not files:
-        raise DataError(
-            f"no images found in {', '.join(inputs)} ({', '.join(sorted(IMAGE_SUFFIXES))})"
-        )
-    seen: set[Path] = set()
-    unique = []
-    for f in files:  # a file named twice (or given and inside a given folder) is done once
-        if (key := f.resolve()) not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
+    """Files as given, folders expanded to their images (see :func:`fcnseg.inputs.collect_files`)."""
+    return collect_files(inputs)
 
 
 def output_names(files: list[Path]) -> list[str]:
@@ -177,25 +148,22 @@ def find_truths(files: list[Path], truth_dir: Path) -> list[Path | None]:
     return [index.get(pair_key(f)) for f in files]
 
 
-def _check_options(args: argparse.Namespace) -> dict:
+def _check_options(args: argparse.Namespace):
     """Every option and path checked before anything is loaded or written."""
     from fcnseg.api import check_alpha
 
-    tta = tta_options(args)
-    check_tiling(args.tile, args.overlap, ("--tile", "--overlap"))
-    if args.batch_size < 1:
-        raise FcnsegError(f"--batch-size must be at least 1, got {args.batch_size}")
+    config = inference_config(args)
     check_alpha(args.alpha, "--alpha")
     check_writable_dir(args.out, "output folder (--out)")
     if args.truth is not None and not Path(args.truth).is_dir():
         raise DataError(f"{args.truth}: truth folder not found")
-    return tta
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
     from fcnseg.api import load
 
-    tta = _check_options(args)
+    config = _check_options(args)
     inputs = collect_inputs(args.input)
     names = dict(zip(inputs, output_names(inputs), strict=True))  # images and videos together
     files, videos = split_videos(inputs)  # each video is opened now: a bad one fails first
@@ -205,18 +173,13 @@ def run(args: argparse.Namespace) -> int:
     if truth_dir is not None and files:
         _warn_about_truths(files, truths, truth_dir)
     check_outputs(Path(args.out), args.input, truth_dir, files, [names[f] for f in files], truths)
-    seg = load(
-        args.checkpoint,
-        device=args.device,
-        precision=args.precision,
-        backend=args.backend,
-        calibration=args.calibration,
-    )
+    seg = load(args.checkpoint, **dataclasses.asdict(config))
     out = Path(args.out)
     _mkdir(out)
     if files:
-        _predict_images(seg, args, tta, files, [names[f] for f in files], truths, out)
+        _predict_images(seg, args, files, [names[f] for f in files], truths, out)
     if videos:
+        tta = {"scales": config.tta_scales, "flip": config.tta_flip}
         predict_videos(seg, args, videos, out, tta, names)
     return 0
 
@@ -260,7 +223,6 @@ def check_outputs(
 def _predict_images(
     seg,
     args: argparse.Namespace,
-    tta: dict,
     files: list[Path],
     names: list[str],
     truths: list[Path | None],
@@ -268,17 +230,10 @@ def _predict_images(
 ) -> None:
     """Segment the image files in batches and write each one's pictures as it comes."""
     truth_dir = Path(args.truth) if args.truth else None
-    options = {
-        "tta_scales": tta["scales"],
-        "tta_flip": tta["flip"],
-        "tile": args.tile,
-        "overlap": args.overlap,
-        "batch_size": args.batch_size,
-    }
     triplets = 0
     rgbs = (read_image(p) for p in files)  # decoded lazily, one batch at a time
     with tqdm(total=len(files), desc="predicting", unit="image") as bar:
-        results = seg.predict_iter(rgbs, **options)
+        results = seg.predict_iter(rgbs)  # the options given to load() apply
         for path, name, truth, (rgb, labels) in zip(files, names, truths, results, strict=True):
             _write_prediction(seg, rgb, labels, out / name, args.alpha)
             if truth is not None:

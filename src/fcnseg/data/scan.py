@@ -47,6 +47,19 @@ class SplitScan:
         """``(H, W)`` when every image has the same size, else None."""
         return next(iter(self.sizes)) if len(self.sizes) == 1 else None
 
+    @property
+    def median_long_side(self) -> int | None:
+        """The median of the images' long sides in pixels (None for an empty split): the
+        working size a model trained on this split records (see fcnseg.inference.resize)."""
+        sides = sorted((max(hw), n) for hw, n in self.sizes.items())
+        total = sum(n for _, n in sides)
+        seen = 0
+        for side, n in sides:
+            seen += n
+            if 2 * seen >= total:
+                return int(side)
+        return None
+
 
 def decode_pair(sample: Sample, info: DatasetInfo) -> Decoded:
     """Read and check one pair; DataError names the file and the problem."""

@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import os
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,11 +21,14 @@ import yaml
 
 from fcnseg.data.info import load_yaml
 from fcnseg.data.transforms import AUGMENTS
-from fcnseg.errors import FcnsegError, shown
+from fcnseg.errors import FcnsegError
 from fcnseg.models import check_model_options, list_models, model_options
 from fcnseg.models.fcn import FREEZE_MODES
+from fcnseg.options import add_field_argument, check_value, flag, help_text, opt
 from fcnseg.training.losses import LOSSES, parse_class_weights
 from fcnseg.training.schedule import SCHEDULES
+
+__all__ = ["ConfigError", "TrainConfig", "add_arguments", "flag", "given_flags", "opt", "resolve"]
 
 OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("32", "bf16-mixed", "16-mixed", "32-true")
@@ -37,30 +37,6 @@ RECIPE_PACKAGE = "fcnseg.configs"
 
 class ConfigError(FcnsegError):
     """A bad option value, an unknown option or an unreadable recipe."""
-
-
-def opt(
-    default: Any,
-    help: str,
-    *,
-    choices: tuple | None = None,
-    low: float | None = None,
-    high: float | None = None,
-    metavar: str | None = None,
-    yaml_only: bool = False,
-    model_option: bool = False,
-) -> Any:
-    """A :class:`TrainConfig` field with what the CLI and the checks need to know about it."""
-    meta = {
-        "help": help,
-        "choices": choices,
-        "low": low,
-        "high": high,
-        "metavar": metavar,
-        "yaml_only": yaml_only,
-        "model_option": model_option,
-    }
-    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -115,7 +91,11 @@ class TrainConfig:
     )
     crop_size: int = opt(320, "square crop of --augment full", low=8)
     scale_range: tuple[float, float] = opt(
-        (0.5, 2.0), "random scale range of --augment full", low=0.01, metavar=("LOW", "HIGH")
+        (0.5, 2.0),
+        "random scale range of --augment full",
+        low=0.01,
+        metavar=("LOW", "HIGH"),
+        nargs=2,
     )
     norm_eval: bool = opt(
         False, "keep the pretrained layers' BatchNorm statistics fixed while fine-tuning"
@@ -194,10 +174,6 @@ class TrainConfig:
 OPTION_NAMES = tuple(f.name for f in TrainConfig.fields())
 
 
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def resolve(*layers: dict[str, Any] | None, require_paths: bool = True) -> TrainConfig:
     """Defaults, then each layer in turn (later wins; ``None`` values mean "not given").
 
@@ -227,57 +203,9 @@ def _unknown(key: str) -> str:
 
 def _check(f: dataclasses.Field, value: Any) -> Any:
     """The value converted to the field's type, or ConfigError naming the option."""
-    name, meta = flag(f.name), f.metadata
-    kinds = _kinds(f)
     if f.name == "devices" and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if isinstance(value, os.PathLike):  # the Python API takes paths for data, out, init_from...
-        value = os.fspath(value)
-    if tuple in kinds:
-        value = _check_pair(name, value, meta)
-    elif bool in kinds:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {shown(value)}")
-    elif int in kinds:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be a whole number, got {shown(value)}")
-    elif float in kinds:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{name} must be a number, got {shown(value)}")
-        value = float(value)
-    elif not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{name} must be a non-empty text, got {shown(value)}")
-    if meta["choices"] and value not in meta["choices"]:
-        raise ConfigError(f"{name} must be one of {', '.join(meta['choices'])}, got {shown(value)}")
-    if not isinstance(value, tuple | str | bool):
-        _check_range(name, value, meta)
-    return value
-
-
-def _kinds(f: dataclasses.Field) -> set[type]:
-    hint = typing.get_type_hints(TrainConfig)[f.name]
-    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    return {typing.get_origin(a) or a for a in args} - {type(None)}
-
-
-def _check_pair(name: str, value: Any, meta: dict) -> tuple[float, float]:
-    ok = (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    )
-    if not ok or not value[0] <= value[1]:
-        raise ConfigError(f"{name} must be two numbers LOW <= HIGH, got {shown(value)}")
-    for v in value:
-        _check_range(name, v, meta)
-    return (float(value[0]), float(value[1]))
-
-
-def _check_range(name: str, value: float, meta: dict) -> None:
-    low, high = meta["low"], meta["high"]
-    if low is not None and value < low or high is not None and value > high:
-        bounds = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ConfigError(f"{name} must be {bounds}, got {value!r}")
+    return check_value(TrainConfig, f, value, ConfigError)
 
 
 def _check_together(cfg: TrainConfig, require_paths: bool) -> None:
@@ -354,38 +282,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "training options (defaults shown; a --config overrides them)"
     )
     for f in TrainConfig.fields():
-        meta = f.metadata
-        if meta["yaml_only"]:
-            continue
-        kinds = _kinds(f)
-        kwargs: dict[str, Any] = {"default": None, "dest": f.name, "help": _help(f)}
-        if bool in kinds:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif tuple in kinds:
-            kwargs.update(type=float, nargs=2)
-        elif int in kinds:
-            kwargs["type"] = int
-        elif float in kinds:
-            kwargs["type"] = float
-        if meta["choices"]:
-            kwargs["choices"] = meta["choices"]
-        if meta["metavar"]:
-            kwargs["metavar"] = meta["metavar"]
-        group.add_argument(flag(f.name), **kwargs)
+        if not f.metadata["yaml_only"]:
+            add_field_argument(group, TrainConfig, f, _help(f))
 
 
 def _help(f: dataclasses.Field) -> str:
-    default = f.default
     if f.metadata["model_option"]:
         models = [n for n in list_models() if f.name in model_options(n)]
         shown = f"{f.metadata['help']}; models: {', '.join(models)}"
         return shown.replace("%", "%%")
-    if isinstance(default, tuple):
-        default = " ".join(str(v) for v in default)
-    elif isinstance(default, bool):
-        default = "on" if default else "off"
-    text = f.metadata["help"] if default is None else f"{f.metadata['help']} (default {default})"
-    return text.replace("%", "%%")
+    return help_text(f)
 
 
 def given_flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -236,6 +236,7 @@ class Session:
                 schedule=self.schedule.state_dict(),
                 metrics={k: row[k] for k in ("pixel_acc", "mean_acc", "mean_iu", "fw_iu")},
                 confusion=cm.tolist(),
+                working_size=self.data.train.median_long_side,
                 config=cfg.to_dict(),
                 run_info=self.run_info,
             )

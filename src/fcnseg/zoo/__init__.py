@@ -66,6 +66,14 @@ def find(name: str, root: str | Path | None = None) -> BuiltinModel | None:
     return next((m for m in builtin_models(root) if m.name == name), None)
 
 
+def builtin_for_file(path: str | Path) -> BuiltinModel | None:
+    """The built-in model whose checkpoint file ``path`` is, or None."""
+    path = Path(path).resolve()
+    if path.parent != ZOO_DIR:
+        return None
+    return find(path.stem)
+
+
 def best(root: str | Path | None = None) -> BuiltinModel | None:
     """The shipped model with the highest recorded mean IU, or None when none is shipped."""
     models = [m for m in builtin_models(root) if m.mean_iu is not None]

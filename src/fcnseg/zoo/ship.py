@@ -37,9 +37,9 @@ def evaluate_on_test(
     """
     from fcnseg.evaluation import evaluate_checkpoint
 
-    result = evaluate_checkpoint(
-        checkpoint, data, "test", device=device, scales=tuple(scales), flip=flip
-    )
+    # backend torch: the metrics of the model itself, and no ONNX file cached in the zoo folder.
+    result = evaluate_checkpoint(checkpoint, data, "test", device=device, backend="torch",
+                                 tta_scales=tuple(scales), tta_flip=flip)  # fmt: skip
     return result.summary()
 
 
@@ -101,6 +101,8 @@ def ship_model(
         "storage": "fp16",
         "run_info": run_info,
     }
+    if ckpt.get("working_size") is not None:  # the scale the model runs at (fcnseg.inference)
+        shipped["working_size"] = ckpt["working_size"]
     tmp = root / f".{name}.pt.shipping"
     try:
         torch.save(shipped, tmp)
@@ -138,6 +140,7 @@ def _manifest(
         "size_bytes": file.stat().st_size,
         "storage": "fp16 parameters, fp32 buffers (loading upcasts to fp32)",
         "arch": ckpt["arch"],
+        "working_size": ckpt.get("working_size"),
         "classes": list(ckpt["dataset"]["class_names"]),
         "recipe": recipe,
         "command": command or run_info.get("command"),

@@ -1,4 +1,11 @@
-"""Inference: labels for an image of any size, tiled when large so memory stays bounded."""
+"""Inference: labels for an image of any size, at the model's working scale, tiled when large
+so memory stays bounded.
+
+With ``size`` (a long side in pixels, see :mod:`fcnseg.inference.resize`) each image is first
+resized to the working scale; tiles are cut and test-time scales applied in that resized image
+(model pixels), and the class scores are resampled to the input's size. ``size=None`` runs each
+image at its own size.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fcnseg.errors import FcnsegError
+from fcnseg.inference.resize import labels_at, model_size, probabilities_at, resized
 from fcnseg.precision import check_bf16, check_precision
 
 K = TypeVar("K")
@@ -51,14 +59,25 @@ def check_tiling(tile: int, overlap: int, names: tuple[str, str] = ("tile", "ove
 
 
 def check_scales(scales: Sequence[float], name: str = "tta_scales") -> tuple[float, ...]:
-    """The test-time scales as floats; FcnsegError unless they are positive numbers."""
+    """The test-time scales as floats (numbers, or their text as flags give them), relative to
+    the working scale; FcnsegError unless they are one or more positive numbers. The one check of
+    test-time scales: the option declaration and the inference functions both call it."""
+    if isinstance(scales, int | float | str):
+        scales = [scales]
     try:
         out = tuple(float(s) for s in scales)
     except (TypeError, ValueError) as exc:
-        raise FcnsegError(f"{name} must be a list of positive numbers, got {scales!r}") from exc
+        raise FcnsegError(f"{name} must be positive numbers, got {_shown(scales)}") from exc
     if not out or not all(s > 0 and np.isfinite(s) for s in out):
-        raise FcnsegError(f"{name} must be positive numbers, got {list(scales)}")
+        raise FcnsegError(f"{name} must be positive numbers, got {_shown(scales)}")
     return out
+
+
+def _shown(scales: object) -> str:
+    try:
+        return " ".join(str(s) for s in scales)  # type: ignore[union-attr]
+    except TypeError:
+        return repr(scales)
 
 
 def prepare(model: nn.Module, device: torch.device, channels_last: bool = True) -> nn.Module:
@@ -154,6 +173,7 @@ def predict_labels(
     overlap: int = DEFAULT_OVERLAP,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
+    size: int | None = None,
 ) -> np.ndarray:
     """Label map ``(H, W)`` uint8 for one image ``(3, H, W)`` float in [0, 1].
 
@@ -162,13 +182,44 @@ def predict_labels(
     (half the overlap from an inner edge), so seams never come from a window's border. Peak memory
     is one window's activations (at the largest of ``scales``) plus the ``H x W`` label map,
     whatever the image size. ``scales``/``flip``: test-time augmentation, see
-    :func:`class_scores`.
+    :func:`class_scores`. ``size``: the working scale's long side (None: the image's own size);
+    the image is resized to it first, tiles are cut there, and the scores are resampled back.
     """
     check_tiling(tile, overlap)
     h, w = image.shape[-2:]
+    if model_size((h, w), size) != (h, w):
+        scores = score_map(model, resized(image, size), tile=tile, overlap=overlap,
+                           scales=scales, flip=flip)  # fmt: skip
+        return labels_at(torch.from_numpy(scores), (h, w))
     if h <= tile and w <= tile:
         return predict_batch(model, image[None], scales, flip)[0]
     return _stitched(image, tile, overlap, lambda win: predict_batch(model, win, scales, flip)[0])
+
+
+@torch.no_grad()
+def score_map(
+    model: nn.Module,
+    image: Tensor,
+    *,
+    tile: int = DEFAULT_TILE,
+    overlap: int = DEFAULT_OVERLAP,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+) -> np.ndarray:
+    """Class scores ``(C, H, W)`` float32 for one image ``(3, H, W)`` at its own size, tiled as
+    in :func:`predict_labels`: the logits, or with test-time augmentation the mean
+    probabilities (see :func:`class_scores`)."""
+    check_tiling(tile, overlap)
+    device = next(model.parameters()).device
+
+    def window(win: Tensor) -> np.ndarray:
+        x = win.to(device).contiguous(memory_format=torch.channels_last)
+        return class_scores(model, x, scales, flip).float()[0].cpu().numpy()
+
+    h, w = image.shape[-2:]
+    if h <= tile and w <= tile:
+        return window(image[None])
+    return _stitched(image, tile, overlap, window)
 
 
 @torch.no_grad()
@@ -180,23 +231,17 @@ def predict_probabilities(
     overlap: int = DEFAULT_OVERLAP,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
+    size: int | None = None,
 ) -> np.ndarray:
     """Class probabilities ``(C, H, W)`` float32 for one image ``(3, H, W)`` float in [0, 1]:
-    the softmax of the logits, or with test-time augmentation the mean probabilities; tiled as
-    in :func:`predict_labels` (whose labels are their argmax, up to ties)."""
-    check_tiling(tile, overlap)
-    device = next(model.parameters()).device
-    tta = tuple(float(s) for s in scales) != (1.0,) or flip
-
-    def window(win: Tensor) -> np.ndarray:
-        x = win.to(device).contiguous(memory_format=torch.channels_last)
-        scores = class_scores(model, x, scales, flip).float()
-        return (scores if tta else scores.softmax(1))[0].cpu().numpy()
-
+    the softmax of the logits, or with test-time augmentation the mean probabilities; tiled and
+    resized to ``size`` as in :func:`predict_labels` (whose labels are their argmax, up to ties;
+    the scores are resampled to the input's size before the softmax)."""
     h, w = image.shape[-2:]
-    if h <= tile and w <= tile:
-        return window(image[None])
-    return _stitched(image, tile, overlap, window)
+    tta = check_scales(scales) != (1.0,) or flip
+    scores = score_map(model, resized(image, size), tile=tile, overlap=overlap,
+                       scales=scales, flip=flip)  # fmt: skip
+    return probabilities_at(torch.from_numpy(scores), (h, w), softmax=not tta)
 
 
 def predict_many(
@@ -209,39 +254,70 @@ def predict_many(
     flip: bool = False,
     batch_size: int = 4,
     precision: str = "fp32",
+    size: int | None = None,
 ) -> Iterator[tuple[K, np.ndarray]]:
     """``(key, labels (H, W) uint8)`` for each ``(key, image (3, H, W))``, in order.
 
-    Consecutive images of the same size (not over ``tile``) run together in batches of up to
-    ``batch_size``; larger ones go through :func:`predict_labels`' tiles. ``items`` is read
-    lazily, so memory holds one batch whatever the number of images. ``precision``: see
-    :func:`autocast`, entered around each batch only (never across a ``yield``).
+    Each image is resized to the working scale ``size`` first (None: its own size; see
+    :func:`predict_labels`). Consecutive images of the same (resized) size, not over ``tile``,
+    run together in batches of up to ``batch_size``; larger ones go through
+    :func:`predict_labels`' tiles. ``items`` is read lazily, so memory holds one batch whatever
+    the number of images. ``precision``: see :func:`autocast`, entered around each batch only
+    (never across a ``yield``).
     """
     check_tiling(tile, overlap)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise FcnsegError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     device = next(model.parameters()).device
     autocast(precision, device)  # checks the name before any work
-    pending: list[tuple[K, Tensor]] = []
+    pending: list[tuple[K, tuple[int, int], Tensor]] = []  # key, input size, resized image
 
     def flush() -> list[tuple[K, np.ndarray]]:
-        batch = torch.stack([im.to(device) for _, im in pending])
+        batch = torch.stack([im.to(device) for _, _, im in pending])
         with autocast(precision, device):
-            labels = predict_batch(model, batch, scales, flip)
-        done = [(key, lab) for (key, _), lab in zip(pending, labels, strict=True)]
+            scores = class_scores(model, batch.contiguous(memory_format=torch.channels_last),
+                                  scales, flip)  # fmt: skip
+        done = [(key, _labels(sc, hw)) for (key, hw, _), sc in zip(pending, scores, strict=True)]
         pending.clear()
         return done
 
     for key, image in items:
-        if pending and (image.shape != pending[0][1].shape or len(pending) == batch_size):
+        hw = tuple(image.shape[-2:])
+        image = resized(image, size)
+        if pending and (image.shape != pending[0][2].shape or len(pending) == batch_size):
             yield from flush()
         if max(image.shape[-2:]) > tile:
-            with autocast(precision, device):
-                labels = predict_labels(
-                    model, image, tile=tile, overlap=overlap, scales=scales, flip=flip
-                )
-            yield key, labels
+            yield key, _tiled_labels(model, image, hw, tile, overlap, scales, flip, precision)
         else:
-            pending.append((key, image))
+            pending.append((key, hw, image))
     if pending:
         yield from flush()
+
+
+def _tiled_labels(
+    model: nn.Module,
+    image: Tensor,
+    hw: tuple[int, int],
+    tile: int,
+    overlap: int,
+    scales: Sequence[float],
+    flip: bool,
+    precision: str,
+) -> np.ndarray:
+    """Labels at the input's size ``hw`` of an image already at the working scale, in tiles."""
+    device = next(model.parameters()).device
+    with autocast(precision, device):
+        if tuple(image.shape[-2:]) == hw:
+            return predict_labels(
+                model, image, tile=tile, overlap=overlap, scales=scales, flip=flip
+            )
+        scores = score_map(model, image, tile=tile, overlap=overlap, scales=scales, flip=flip)
+    return labels_at(torch.from_numpy(scores), hw)
+
+
+def _labels(scores: Tensor, hw: tuple[int, int]) -> np.ndarray:
+    """Labels at ``hw`` from one image's scores ``(C, h, w)``: their argmax, resampled first
+    where the image was resized."""
+    if tuple(scores.shape[-2:]) == hw:
+        return scores.argmax(0).to(torch.uint8).cpu().numpy()
+    return labels_at(scores.float().cpu(), hw)

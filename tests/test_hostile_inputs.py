@@ -5,14 +5,23 @@ Every test here failed before the fix it names (issue 22's medium and low defect
 
 from __future__ import annotations
 
+import errno
+import io
+import json
 import os
 import pickle
+import re
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
+from conftest import train_args
 
 from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from fcnseg.cli import main
 from fcnseg.data.info import DatasetInfo
 from fcnseg.errors import FcnsegError
 from fcnseg.models import build_model
@@ -133,3 +142,107 @@ def test_the_duplicate_key_check_is_linear(tmp_path) -> None:
     path.write_text("classes: [a, b]\nname: x\nname: y\n")
     with pytest.raises(FcnsegError, match="'name' given twice at line 3"):
         load_description(path)
+
+
+# -- training ------------------------------------------------------------------------------------
+
+PROGRESS = re.compile(r"^\s*$|\d+/\d+ \[")  # a progress bar's line, or what erases it
+
+
+def _error_lines(capsys) -> list[str]:
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    return [line for line in lines if not PROGRESS.search(line)]
+
+
+def test_a_checkpoint_write_cut_short_by_a_full_disk_is_one_line(
+    tiny_data, tmp_path, monkeypatch, capsys
+) -> None:
+    # M2: PyTorch's zip writer says only "unexpected pos 704 vs 598" when a write comes up short;
+    # that was a RuntimeError traceback. Here the real torch.save writes into a disk that fills.
+    real_save = torch.save
+
+    class FullDisk(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def save(obj, f, *args, **kwargs):
+        real_save(obj, FullDisk(), *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=0))
+    run = tmp_path / "run"
+    assert main(train_args(tiny_data, run, "--epochs", "1", "--num-vis", "0")) == 2
+    err = _error_lines(capsys)
+    assert len(err) == 1 and err[0].startswith("fcnseg train: error: "), err
+    assert "checkpoint_" in err[0] and "no space left on the device" in err[0]
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_resuming_with_fewer_epochs_than_done_is_refused(tiny_data, tmp_path, capsys) -> None:
+    # --resume RUN --epochs 1 on a 2-epoch run trained nothing and rewrote config.yaml silently.
+    run = tmp_path / "run"
+    assert main(train_args(tiny_data, run, "--num-vis", "0")) == 0
+    before = {p: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
+    assert main(["train", "--resume", str(run), "--epochs", "1"]) == 2
+    err = _error_lines(capsys)
+    assert len(err) == 1 and "already done 2 epochs" in err[0], err
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_a_relative_data_path_resumes_from_another_folder(tiny_data, tmp_path, monkeypatch) -> None:
+    # config.yaml kept "data" as typed; --resume from elsewhere looked for it there.
+    import fcnseg
+
+    monkeypatch.chdir(tiny_data.parent)
+    options = dict(weights_backbone="none", fc_channels=8, batch_size=4, workers=0, num_vis=0)
+    fcnseg.train(data=tiny_data.name, out="run", epochs=1, **options)
+    saved = yaml.safe_load((tiny_data.parent / "run" / "config.yaml").read_text())
+    assert Path(saved["data"]) == tiny_data.resolve()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert fcnseg.train(resume=tiny_data.parent / "run", epochs=2).epochs_done == 2
+
+
+def test_masks_without_a_labelled_pixel_say_so(tmp_path, capsys) -> None:
+    # All-void masks gave "the loss became nan ...; lower --lr".
+    from PIL import Image
+
+    from fcnseg.data.synthetic import make_synthetic_dataset
+    from fcnseg.engine import NonFiniteLossError, train_one_epoch
+
+    data = make_synthetic_dataset(tmp_path / "d", counts={"train": 4, "val": 2}, size=(32, 32))
+    for mask in (data / "train" / "masks").iterdir():
+        Image.fromarray(np.full((32, 32), 255, np.uint8)).save(mask)
+    assert main(train_args(data, tmp_path / "run", "--epochs", "1")) == 2
+    err = _error_lines(capsys)
+    assert len(err) == 1 and "no labelled pixels" in err[0], err
+    assert not (tmp_path / "run").exists()
+    # The same words when one batch of otherwise fine data is all void.
+    logits = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    void = torch.full((1, 4, 4), 255)
+    loss = torch.nn.CrossEntropyLoss(ignore_index=255)
+    opt = torch.optim.SGD([logits], lr=0.1)
+    with pytest.raises(NonFiniteLossError, match="no labelled pixels"):
+        train_one_epoch(lambda b: b, [(logits, void)], opt, loss)
+
+
+def test_json_metrics_hold_null_not_nan(tmp_path) -> None:
+    # With no labelled pixel the metrics are NaN, which json.dumps wrote as invalid JSON.
+    from fcnseg.evaluation import EvalResult, save_json
+    from fcnseg.metrics import metrics_from_confusion
+
+    info = _info(3)
+    cm = np.zeros((3, 3), dtype=np.int64)
+    metrics = metrics_from_confusion(cm, info.class_names)
+    metrics.update(num_images=1, tta={"scales": [1.0], "flip": False})
+    result = EvalResult(metrics, cm, info, [])
+    save_json(result, tmp_path / "m.json")
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert data["mean_iu"] is None and data["per_class_iu"] == {"c0": None, "c1": None, "c2": None}

@@ -121,9 +121,12 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _is_write_failure(exc: BaseException) -> bool:
-    """torch.save reports a full disk as a RuntimeError from its zip writer."""
+    """torch.save reports a full disk as a RuntimeError from its zip writer: "file write failed",
+    or, when a write was cut short, "[enforce fail at inline_container.cc] unexpected pos"."""
     text = str(exc)
-    return isinstance(exc, RuntimeError) and ("write" in text and "fail" in text)
+    return isinstance(exc, RuntimeError) and (
+        ("write" in text and "fail" in text) or "unexpected pos" in text
+    )
 
 
 def _reason(exc: BaseException, path: Path) -> str:

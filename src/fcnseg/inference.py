@@ -50,14 +50,20 @@ def check_tiling(tile: int, overlap: int, names: tuple[str, str] = ("tile", "ove
         )
 
 
+# A scale multiplies the image's area by its square: 60 asked for 3600 times the memory.
+MAX_TTA_SCALE = 4.0
+
+
 def check_scales(scales: Sequence[float], name: str = "tta_scales") -> tuple[float, ...]:
-    """The test-time scales as floats; FcnsegError unless they are positive numbers."""
+    """The test-time scales as floats; FcnsegError unless they are positive, at most 4."""
     try:
         out = tuple(float(s) for s in scales)
     except (TypeError, ValueError) as exc:
         raise FcnsegError(f"{name} must be a list of positive numbers, got {scales!r}") from exc
-    if not out or not all(s > 0 and np.isfinite(s) for s in out):
-        raise FcnsegError(f"{name} must be positive numbers, got {list(scales)}")
+    if not out or not all(0 < s <= MAX_TTA_SCALE for s in out):  # NaN fails too
+        raise FcnsegError(
+            f"{name} must be positive numbers, at most {MAX_TTA_SCALE:g}, got {list(scales)}"
+        )
     return out
 
 

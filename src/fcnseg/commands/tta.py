@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from fcnseg.errors import FcnsegError
-
 
 def add_tta_arguments(p: argparse.ArgumentParser) -> None:
     """``--tta-scales`` and ``--tta-flip``, shared by evaluate and predict."""
@@ -41,6 +39,6 @@ def add_backend_argument(p: argparse.ArgumentParser) -> None:
 
 def tta_options(args: argparse.Namespace) -> dict:
     """The TTA keyword arguments of :func:`fcnseg.inference.predict_labels`; checked."""
-    if any(s <= 0 for s in args.tta_scales):
-        raise FcnsegError(f"--tta-scales must be positive, got {args.tta_scales}")
-    return {"scales": tuple(args.tta_scales), "flip": bool(args.tta_flip)}
+    from fcnseg.inference import check_scales
+
+    return {"scales": check_scales(args.tta_scales, "--tta-scales"), "flip": bool(args.tta_flip)}

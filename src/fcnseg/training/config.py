@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -274,9 +275,34 @@ def _check_pair(name: str, value: Any, meta: dict) -> tuple[float, float]:
 
 def _check_range(name: str, value: float, meta: dict) -> None:
     low, high = meta["low"], meta["high"]
-    if low is not None and value < low or high is not None and value > high:
+    # NaN passes every comparison (nan < low is False): refuse it, and infinities, outright.
+    if (
+        not math.isfinite(value)
+        or low is not None
+        and value < low
+        or high is not None
+        and value > high
+    ):
         bounds = f">= {low}" if high is None else f"between {low} and {high}"
-        raise ConfigError(f"{name} must be {bounds}, got {value!r}")
+        finite = "" if math.isfinite(value) else "a finite number "
+        raise ConfigError(f"{name} must be {finite}{bounds}, got {value!r}")
+
+
+PATH_OPTIONS = ("data", "init_from", "weights_backbone")
+
+
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its input paths made absolute, so that the run's ``config.yaml`` resumes from
+    any folder (a relative ``data`` was resolved against the folder of the resuming shell).
+
+    Only values that exist as paths change: ``imagenet`` or a built-in model's name stay names.
+    """
+    changes = {}
+    for name in PATH_OPTIONS:
+        value = getattr(cfg, name)
+        if value and os.path.exists(value):
+            changes[name] = os.path.abspath(value)
+    return dataclasses.replace(cfg, **changes)
 
 
 def _check_together(cfg: TrainConfig, require_paths: bool) -> None:

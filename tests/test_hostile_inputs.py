@@ -246,3 +246,141 @@ def test_json_metrics_hold_null_not_nan(tmp_path) -> None:
     assert "NaN" not in text
     data = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
     assert data["mean_iu"] is None and data["per_class_iu"] == {"c0": None, "c1": None, "c2": None}
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 1638400000000 bytes. Error code 12 (Cannot allocate "
+            "memory)"
+        ),
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        MemoryError(),
+    ],
+)
+def test_a_failed_allocation_is_the_out_of_memory_line(monkeypatch, capsys, error) -> None:
+    # M5: PyTorch reports a failed allocation as a RuntimeError, not MemoryError: a traceback.
+    def summary_rows(num_classes):
+        raise error
+
+    monkeypatch.setattr("fcnseg.commands.models.summary_rows", summary_rows)
+    assert main(["models", "--summary"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "fcnseg models: error: out of memory (try a smaller --batch-size, --tile or image)"
+    ]
+
+
+def test_other_runtime_errors_still_show_their_traceback(monkeypatch) -> None:
+    def summary_rows(num_classes):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("fcnseg.commands.models.summary_rows", summary_rows)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["models", "--summary"])
+
+
+def test_ctrl_c_while_the_modules_load_is_one_line() -> None:
+    # M11: Ctrl-C in the first seconds (importing torch) printed a KeyboardInterrupt traceback.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fcnseg", "models"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    time.sleep(0.5)  # python is up, torch is still loading (seconds)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the command finished before the signal (a very fast machine)")
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == [err.strip()] and "interrupted" in err, err
+
+
+def test_a_keyboard_interrupt_while_building_the_parser_is_one_line(monkeypatch, capsys) -> None:
+    def build_parser():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("fcnseg.cli.build_parser", build_parser)
+    assert main(["models"]) == 130
+    assert capsys.readouterr().err == "fcnseg: interrupted\n"
+
+
+# -- the Python API --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "words"),
+    [
+        (np.array([[1, "a"]], dtype=object), "array of type object"),
+        (np.zeros((4, 4, 3), dtype="U1"), "array of type <U1"),
+        (np.zeros((4, 4, 3), dtype=[("a", "u1")]), "array of type"),
+        (torch.empty(3, 4, 4, device="meta"), "a meta tensor"),
+        (torch.zeros(3, 4, 4).to_sparse(), "sparse"),
+        ("", "empty path"),
+    ],
+)
+def test_images_the_api_cannot_read_are_one_line(image, words) -> None:
+    from fcnseg.inputs import to_rgb, to_tensor
+
+    for convert in (to_tensor, to_rgb):
+        with pytest.raises(FcnsegError, match=re.escape(words)):
+            convert(image)
+
+
+@pytest.mark.parametrize("dtype", [">u2", ">f4", ">u1", "<u2"])
+def test_arrays_of_either_byte_order_are_read(dtype) -> None:
+    # Big-endian arrays (from FITS or TIFF readers) were a raw ValueError from torch.
+    from fcnseg.inputs import to_tensor
+
+    full = {"u1": 255, "u2": 65535, "f4": 1.0}[dtype[1:]]
+    a = np.zeros((2, 3, 3), dtype=dtype)
+    a[0, 0] = full
+    t = to_tensor(a)
+    assert t.shape == (3, 2, 3) and t.dtype == torch.float32
+    assert t[:, 0, 0].tolist() == [1.0, 1.0, 1.0] and float(t[:, 1:].abs().max()) == 0.0
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda f: f.train(config=5),
+        lambda f: f.train(config=""),
+        lambda f: f.train(resume=5),
+    ],
+)
+def test_train_refuses_bad_arguments_in_one_line(call) -> None:
+    import fcnseg
+
+    with pytest.raises(FcnsegError) as exc:
+        call(fcnseg)
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"lr": float("nan")},
+        {"momentum": float("nan")},
+        {"input_scale": float("nan"), "model": "fcn8s_efficientnet_lite0"},
+        {"scale_range": (float("nan"), 1.0)},
+    ],
+)
+def test_nan_and_inf_fail_every_range_check(options) -> None:
+    # M6: `--input-scale nan` passed the check (nan < 0.1 is False), then a ValueError traceback.
+    from fcnseg.training import config_from
+
+    with pytest.raises(FcnsegError, match=f"--{next(iter(options)).replace('_', '-')} must be"):
+        config_from(data="d", out="o", **options)

@@ -229,8 +229,13 @@ def test_a_bad_value_is_one_line_and_exit_2(world, capsys, monkeypatch, cmd, opt
 
 
 @pytest.mark.parametrize(("cmd", "opt", "n"), _value_options(), ids=lambda v: str(v))
-def test_an_empty_value_is_one_line_and_exit_2(world, capsys, cmd, opt, n) -> None:
+def test_an_empty_value_is_one_line_and_exit_2(world, capsys, monkeypatch, cmd, opt, n) -> None:
     # `--out ''` wrote into the current folder and `--input ''` read it: Path("") is ".".
+    def serve(*args, **kwargs):
+        raise AssertionError("fcnseg app would serve the page: an empty value was not caught")
+
+    monkeypatch.setattr("fcnseg.app.serve", serve)
+    monkeypatch.chdir(world["root"] / "EMPTYDIR")  # what '' would name: nothing may land here
     out = world["root"] / "out"
     before = _tree(world["root"])
     argv = _argv(cmd, opt, [""] * n, world, out)

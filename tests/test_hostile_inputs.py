@@ -154,6 +154,25 @@ def _error_lines(capsys) -> list[str]:
     return [line for line in lines if not PROGRESS.search(line)]
 
 
+class FillingDisk(io.RawIOBase):
+    """A file whose disk fills after 4 KiB: later writes fail with ``error`` (ENOSPC, EDQUOT).
+
+    PyTorch's zip writer then loses the errno and says "unexpected pos 704 vs 598".
+    """
+
+    def __init__(self, error: int) -> None:
+        self.error, self.written = error, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        if self.written + len(b) > 4096:
+            raise OSError(self.error, os.strerror(self.error))
+        self.written += len(b)
+        return len(b)
+
+
 def test_a_checkpoint_write_cut_short_by_a_full_disk_is_one_line(
     tiny_data, tmp_path, monkeypatch, capsys
 ) -> None:
@@ -161,15 +180,8 @@ def test_a_checkpoint_write_cut_short_by_a_full_disk_is_one_line(
     # that was a RuntimeError traceback. Here the real torch.save writes into a disk that fills.
     real_save = torch.save
 
-    class FullDisk(io.RawIOBase):
-        def writable(self) -> bool:
-            return True
-
-        def write(self, b) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
     def save(obj, f, *args, **kwargs):
-        real_save(obj, FullDisk(), *args, **kwargs)
+        real_save(obj, FillingDisk(errno.ENOSPC), *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save)
     usage = shutil.disk_usage(tmp_path)
@@ -180,6 +192,15 @@ def test_a_checkpoint_write_cut_short_by_a_full_disk_is_one_line(
     assert len(err) == 1 and err[0].startswith("fcnseg train: error: "), err
     assert "checkpoint_" in err[0] and "no space left on the device" in err[0]
     assert not list(run.glob(".*.tmp"))
+
+
+def test_a_write_cut_short_without_a_full_disk_says_what_to_check(tmp_path) -> None:
+    from fcnseg.files import OutputError, atomic_write
+
+    state = {"w": torch.ones(3000)}
+    with pytest.raises(OutputError, match="cut short: is the disk full, or a quota"):
+        atomic_write(tmp_path / "m.pt", lambda tmp: torch.save(state, FillingDisk(errno.EDQUOT)))
+    assert not list(tmp_path.iterdir())
 
 
 def test_resuming_with_fewer_epochs_than_done_is_refused(tiny_data, tmp_path, capsys) -> None:

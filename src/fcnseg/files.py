@@ -134,6 +134,8 @@ def _reason(exc: BaseException, path: Path) -> str:
         return "no space left on the device"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
+    if "unexpected pos" in str(exc):  # torch's zip writer lost a write, and with it the errno
+        return "the write was cut short: is the disk full, or a quota or file-size limit reached?"
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return first[:200]
 

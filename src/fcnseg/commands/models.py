@@ -69,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
     from fcnseg.models import list_models
 
     if not 1 <= args.num_classes <= MAX_CLASSES:
-        raise FcnsegError(f"--num-classes must be in 1..{MAX_CLASSES}, got {args.num_classes}")
+        raise FcnsegError(
+            f"--num-classes must be a positive integer (at most {MAX_CLASSES}), "
+            f"got {args.num_classes}"
+        )
     if not args.summary:
         print("architectures (fcnseg train --model NAME; --summary for sizes and weights):")
         print("\n".join(f"  {name}" for name in list_models()))

@@ -60,8 +60,8 @@ def train_one_epoch(
 
 def _non_finite(value: float, step: int, logits: Tensor, target: Tensor) -> str:
     """Why the loss is not finite: masks without a labelled pixel (labels 0..C-1), else the lr."""
-    labelled = (target >= 0) & (target < logits.shape[1])
-    if not bool(labelled.any()):
+    is_mask = logits.ndim >= 2 and not target.is_floating_point()  # (N, C, ...) and class ids
+    if is_mask and not bool(((target >= 0) & (target < logits.shape[1])).any()):
         return (
             f"the loss became {value} at step {step}: that batch's masks have no labelled pixels "
             "(every pixel is void); check the masks with fcnseg verify-data"

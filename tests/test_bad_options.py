@@ -56,6 +56,9 @@ def _train_cases() -> list[tuple[str, list[str]]]:
             values.append([str(below)] * (2 if f.name == "scale_range" else 1))
         if meta["high"] is not None:
             values.append([str(meta["high"] * 10 + 1)])
+        if meta["low"] is not None or meta["high"] is not None:
+            # NaN passes `value < low` and `value > high` alike: every range check must refuse it.
+            values += [[v] * (2 if f.name == "scale_range" else 1) for v in ("nan", "inf")]
         if f.name == "scale_range":
             values += [["2", "1"], ["x", "1"]]
         elif kind is not str and not isinstance(f.default, bool) and not meta["choices"]:
@@ -66,7 +69,13 @@ def _train_cases() -> list[tuple[str, list[str]]]:
 
 def _cases() -> list[tuple[str, str, list[str]]]:
     common_ckpt = [["NOPE.pt"], ["DIR"], ["FILE"]]
-    tta = [("--tta-scales", ["0"]), ("--tta-scales", ["-1", "1"]), ("--tta-scales", ["x"])]
+    tta = [
+        ("--tta-scales", ["0"]),
+        ("--tta-scales", ["-1", "1"]),
+        ("--tta-scales", ["x"]),
+        ("--tta-scales", ["60"]),
+        ("--tta-scales", ["nan"]),
+    ]
     resize = [
         ("--resize", ["big"]),
         ("--resize", ["0"]),
@@ -86,7 +95,8 @@ def _cases() -> list[tuple[str, str, list[str]]]:
     ]
     batch = [("--batch-size", ["0"]), ("--batch-size", ["x"])]
     table: dict[str, list[tuple[str, list[str]]]] = {
-        "models": [("--num-classes", ["0"]), ("--num-classes", ["x"])],
+        "models": [("--num-classes", ["0"]), ("--num-classes", ["x"]),
+                   ("--num-classes", ["100000000", "--summary"])],
         "verify-data": [("--data", ["NOPE"]), ("--data", ["FILE"]), ("--data", ["DIR"])],
         "train": [
             *_train_cases(),
@@ -208,6 +218,17 @@ def _argv(cmd: str, opt: str, values: list[str], w: dict[str, Path], out: Path) 
     return [cmd, *positional, *[x for k, v in opts.items() for x in (k, *v)]]
 
 
+def _value_options() -> list[tuple[str, str, int]]:
+    """``(command, option, number of values)`` for every option that takes a value."""
+    out = []
+    for cmd, parser in _subparsers().items():
+        for action in parser._actions:
+            opts = [o for o in action.option_strings if o.startswith("--")]
+            if opts and action.nargs != 0 and opts[0] not in NO_BAD_VALUE:
+                out.append((cmd, opts[0], action.nargs if isinstance(action.nargs, int) else 1))
+    return out
+
+
 def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
@@ -235,3 +256,24 @@ def test_a_bad_value_is_one_line_and_exit_2(world, capsys, monkeypatch, cmd, opt
     assert code == 2, f"{argv} exited {code}"
     assert len(err) == 1 and err[0].startswith(f"fcnseg {cmd}: error: "), err
     assert _tree(world["root"]) == before, f"{argv} left {_tree(world['root']) - before}"
+
+
+@pytest.mark.parametrize(("cmd", "opt", "n"), _value_options(), ids=lambda v: str(v))
+def test_an_empty_value_is_one_line_and_exit_2(world, capsys, monkeypatch, cmd, opt, n) -> None:
+    # `--out ''` wrote into the current folder and `--input ''` read it: Path("") is ".".
+    def serve(*args, **kwargs):
+        raise AssertionError("fcnseg app would serve the page: an empty value was not caught")
+
+    monkeypatch.setattr("fcnseg.app.serve", serve)
+    monkeypatch.chdir(world["root"] / "EMPTYDIR")  # what '' would name: nothing may land here
+    out = world["root"] / "out"
+    before = _tree(world["root"])
+    argv = _argv(cmd, opt, [""] * n, world, out)
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse: an empty choice or number
+        code = exc.code
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2, f"{argv} exited {code}"
+    assert len(err) == 1 and err[0].startswith(f"fcnseg {cmd}: error: "), err
+    assert _tree(world["root"]) == before

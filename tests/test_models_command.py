@@ -70,7 +70,9 @@ def test_offline_availability_is_checked_not_assumed(monkeypatch, offline) -> No
 def test_summary_refuses_a_bad_class_count(capsys) -> None:
     assert main(["models", "--summary", "--num-classes", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["fcnseg models: error: --num-classes must be a positive integer, got 0"]
+    assert err == [
+        "fcnseg models: error: --num-classes must be a positive integer (at most 255), got 0"
+    ]
 
 
 @pytest.mark.parametrize("argv", [["models"], ["models", "--help"]])

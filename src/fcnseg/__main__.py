@@ -2,6 +2,10 @@
 
 import sys
 
-from fcnseg.cli import main
+try:  # Ctrl-C while the modules load (seconds, with torch) is one line too, not a traceback
+    from fcnseg.cli import main
+except KeyboardInterrupt:
+    print("fcnseg: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from fcnseg.data.info import DatasetInfo
+from fcnseg.data.info import MAX_CLASSES, DatasetInfo
 from fcnseg.errors import CheckpointError
 from fcnseg.files import atomic_write
 from fcnseg.models import build_model
@@ -48,6 +50,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     ``ckpt["sha256"]``, so an export cached under that digest (:mod:`fcnseg.export_cache`) is
     made from what the digest names, even if the file is replaced meanwhile.
     """
+    if not isinstance(path, str | os.PathLike) or not str(path).strip():
+        raise CheckpointError(
+            f"checkpoint must be a file path or a built-in model name, got {path!r}"
+        )
     given, path = path, _builtin_or_path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found{_did_you_mean(given)}")
@@ -58,15 +64,55 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle with code, not a torch file...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{path}: not a readable fcnseg checkpoint ({first[:200]})") from exc
+        raise CheckpointError(f"{path}: not a readable fcnseg checkpoint ({_why(exc)})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an fcnseg checkpoint (no '{FORMAT}' marker)")
     for key in ("arch", "dataset", "model"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
+    _check_record(ckpt, path)
     ckpt["sha256"] = hashlib.sha256(data).hexdigest()
     return _with_manifest(_upcast(ckpt), path)
+
+
+def _why(exc: Exception) -> str:
+    """The point of torch.load's message: its first line is boilerplate for pickled code."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
+        # PyTorch's own wording names the culprit on a later line ("... GLOBAL posix.system ...").
+        detail = next((line for line in lines if "GLOBAL" in line or "nsupported" in line), "")
+        return f"it contains pickled code (not allowed: weights_only){': ' if detail else ''}{detail[:200]}"
+    return (lines or [type(exc).__name__])[0][:200]
+
+
+# A crafted record could ask for a model of a billion classes or channels: the sizes a checkpoint
+# may name are bounded before anything is built.
+MAX_WIDTH = 1 << 16
+
+
+def _check_record(ckpt: dict[str, Any], path: Path) -> None:
+    """CheckpointError unless the record's parts have the types and sizes fcnseg writes."""
+    arch, state = ckpt["arch"], ckpt["model"]
+    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
+        raise CheckpointError(
+            f"{path}: 'arch' must be a mapping with a model 'name', got {arch!r:.80}"
+        )
+    for key, value in arch.items():
+        if not isinstance(key, str) or not isinstance(value, str | int | float | bool | None):
+            raise CheckpointError(
+                f"{path}: 'arch' holds {key!r}: {value!r:.80}; expected plain values"
+            )
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_WIDTH:
+            raise CheckpointError(f"{path}: 'arch' option {key!r} = {value} is out of range")
+    classes = arch.get("num_classes")
+    if isinstance(classes, bool) or not isinstance(classes, int) or not 1 <= classes <= MAX_CLASSES:
+        raise CheckpointError(
+            f"{path}: 'arch' num_classes must be an integer in 1..{MAX_CLASSES}, got {classes!r}"
+        )
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(f"{path}: 'model' must map tensor names to tensors")
 
 
 # Built-in models (fcnseg.zoo): a name that is not an existing path resolves to the shipped,
@@ -122,6 +168,13 @@ def model_from_checkpoint(
     """
     arch = dict(ckpt["arch"])
     name = arch.pop("name", None)
+    info = DatasetInfo.from_dict(ckpt["dataset"], str(path))
+    if info.num_classes != arch.get("num_classes"):
+        # Labels would name the wrong classes (or none): the description must fit the outputs.
+        raise CheckpointError(
+            f"{path}: the dataset description names {info.num_classes} classes but the model "
+            f"scores {arch.get('num_classes')}"
+        )
     try:
         model = build_model(name, weights_backbone=None, **arch)
     except (ValueError, TypeError) as exc:
@@ -130,7 +183,7 @@ def model_from_checkpoint(
     model.checkpoint_sha256 = ckpt.get("sha256")
     recorded = (ckpt.get("run_info") or {}).get("dataset") or {}
     model.training_data = recorded.get("root") if isinstance(recorded, dict) else None
-    return model, DatasetInfo.from_dict(ckpt["dataset"], str(path))
+    return model, info
 
 
 def load_state(model: nn.Module, state: dict[str, Any], source: str) -> None:

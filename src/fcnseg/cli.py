@@ -68,8 +68,14 @@ def _close_progress_bars() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fcnseg`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:  # building the parser imports torch: seconds in which Ctrl-C is likely
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        return interrupted("fcnseg")
+    if empty := empty_option(args):
+        print(f"fcnseg {args.command}: error: {empty}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except FcnsegError as exc:
@@ -81,14 +87,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         message = f"{where}{exc.strerror or exc}"
     except MemoryError:
-        message = "out of memory (try a smaller --batch-size, --tile or image)"
+        message = OUT_OF_MEMORY
+    except RuntimeError as exc:  # PyTorch reports a failed allocation as a RuntimeError
+        if not is_out_of_memory(exc):
+            raise
+        message = OUT_OF_MEMORY
     except KeyboardInterrupt:
         _close_progress_bars()
-        print(f"fcnseg {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return interrupted(f"fcnseg {args.command}")
     _close_progress_bars()
     print(f"fcnseg {args.command}: error: {one_line(message)}", file=sys.stderr)
     return 2
+
+
+def empty_option(args: argparse.Namespace) -> str | None:
+    """The complaint about an option given an empty value (``--out ''``), else None.
+
+    An empty path means the current folder to the operating system: ``--out ''`` would write
+    there, ``--input ''`` read it. No option of fcnseg takes an empty value.
+    """
+    for dest, value in vars(args).items():
+        values = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            name = "--" + dest.replace("_", "-")
+            return f"{name} is empty; give a value (for the current folder: '.')"
+    return None
+
+
+OUT_OF_MEMORY = "out of memory (try a smaller --batch-size, --tile or image)"
+# What PyTorch's allocators say when an allocation fails (CPU on Linux/macOS, Windows; CUDA, MPS).
+_OOM_WORDS = ("can't allocate memory", "not enough memory", "out of memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for PyTorch's errors of a failed allocation (``torch.OutOfMemoryError`` and the
+    CPU allocator's ``RuntimeError``), which are not ``MemoryError``."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and any(w in text for w in _OOM_WORDS)
+    )
+
+
+def interrupted(prog: str) -> int:
+    """Ctrl-C: one line and exit code 130 (128 + SIGINT), as shells expect."""
+    print(f"{prog}: interrupted", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -45,9 +45,7 @@ def train_one_epoch(
         loss = loss_fn(logits, target)
         value = float(loss.detach())
         if not torch.isfinite(torch.tensor(value)):
-            raise NonFiniteLossError(
-                f"the loss became {value} at step {steps + 1}; lower --lr or check the data"
-            )
+            raise NonFiniteLossError(_non_finite(value, steps + 1, logits, target))
         optimizer.zero_grad(set_to_none=True)
         backward(loss)
         optimizer.step()
@@ -58,6 +56,17 @@ def train_one_epoch(
         if on_step is not None:
             on_step(steps, value)
     return {"loss": total / max(steps, 1), "steps": steps}
+
+
+def _non_finite(value: float, step: int, logits: Tensor, target: Tensor) -> str:
+    """Why the loss is not finite: masks without a labelled pixel (labels 0..C-1), else the lr."""
+    is_mask = logits.ndim >= 2 and not target.is_floating_point()  # (N, C, ...) and class ids
+    if is_mask and not bool(((target >= 0) & (target < logits.shape[1])).any()):
+        return (
+            f"the loss became {value} at step {step}: that batch's masks have no labelled pixels "
+            "(every pixel is void); check the masks with fcnseg verify-data"
+        )
+    return f"the loss became {value} at step {step}; lower --lr or check the data"
 
 
 @dataclass

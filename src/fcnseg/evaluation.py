@@ -186,5 +186,17 @@ def save_report(result: EvalResult, out: str | Path, worst: int = 4) -> Path:
 def save_json(result: EvalResult, path: str | Path) -> None:
     import json
 
-    text = json.dumps(result.summary(), indent=2)
+    # NaN (a metric of no labelled pixel) is not JSON: it is written as null.
+    text = json.dumps(_nan_to_none(result.summary()), indent=2, allow_nan=False)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+def _nan_to_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (also nested in dicts and lists) as None."""
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(v) for v in value]
+    if isinstance(value, float | np.floating) and not np.isfinite(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value

@@ -271,9 +271,12 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _is_write_failure(exc: BaseException) -> bool:
-    """torch.save reports a full disk as a RuntimeError from its zip writer."""
+    """torch.save reports a full disk as a RuntimeError from its zip writer: "file write failed",
+    or, when a write was cut short, "[enforce fail at inline_container.cc] unexpected pos"."""
     text = str(exc)
-    return isinstance(exc, RuntimeError) and ("write" in text and "fail" in text)
+    return isinstance(exc, RuntimeError) and (
+        ("write" in text and "fail" in text) or "unexpected pos" in text
+    )
 
 
 def _reason(exc: BaseException, path: Path) -> str:
@@ -281,6 +284,8 @@ def _reason(exc: BaseException, path: Path) -> str:
         return "no space left on the device"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
+    if "unexpected pos" in str(exc):  # torch's zip writer lost a write, and with it the errno
+        return "the write was cut short: is the disk full, or a quota or file-size limit reached?"
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return first[:200]
 

@@ -128,7 +128,7 @@ def to_tensor(x: ImageInput, name: str = "image") -> Tensor:
     """
     if isinstance(x, str | os.PathLike):
         check_not_url(x)
-        return _from_uint8(read_image(Path(x)))
+        return _from_uint8(read_image(_path(x, name)))
     if isinstance(x, Image.Image):
         return _from_uint8(pil_to_rgb(ImageOps.exif_transpose(x), name))
     if isinstance(x, np.ndarray):
@@ -145,11 +145,18 @@ def to_rgb(x: ImageInput, name: str = "image") -> np.ndarray:
     """Any accepted image as an RGB picture ``(H, W, 3)`` uint8 (to blend labels over)."""
     if isinstance(x, str | os.PathLike):
         check_not_url(x)
-        return read_image(Path(x))
+        return read_image(_path(x, name))
     if isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 3 and x.shape[2] == 3:
         return x
     t = to_tensor(x, name)
     return t.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def _path(x: str | os.PathLike[str], name: str) -> Path:
+    # Path("") is the current folder: an empty string is a mistake, not a folder to read.
+    if not str(x).strip():
+        raise FcnsegError(f"{name}: empty path")
+    return Path(x)
 
 
 def _from_uint8(rgb: np.ndarray) -> Tensor:
@@ -164,6 +171,12 @@ def _from_array(a: np.ndarray, name: str) -> Tensor:
         )
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4))):
         raise FcnsegError(f"{name}: array of shape {a.shape}; expected {_SHAPES}")
+    if a.dtype.kind not in "biufc":  # object, string, structured...: torch cannot take them
+        raise FcnsegError(
+            f"{name}: array of type {a.dtype}; expected uint8 (0-255), uint16 or float in [0, 1]"
+        )
+    if not a.dtype.isnative:  # big-endian data (e.g. from a FITS or TIFF reader): torch refuses
+        a = a.astype(a.dtype.newbyteorder("="))
     # np.asarray(pil_image) is read-only, which torch warns about: copy it (float32 copies anyway).
     a = np.ascontiguousarray(a) if a.flags.writeable else np.array(a)
     t = _scaled(torch.from_numpy(a), name, "array")
@@ -177,6 +190,10 @@ def _from_tensor(t: Tensor, name: str) -> Tensor:
             f"{name}: tensor of shape {tuple(t.shape)} looks channels-last; expected (3, H, W) "
             f"(use t.permute(2, 0, 1))"
         )
+    if t.layout != torch.strided or t.device.type == "meta":
+        # Sparse tensors and meta tensors (shapes without data) hold no pixels to read.
+        where = "a meta tensor" if t.device.type == "meta" else f"a {t.layout} tensor"
+        raise FcnsegError(f"{name}: {where}; expected a dense tensor holding pixel values")
     if t.ndim == 4:
         raise FcnsegError(
             f"{name}: tensor of shape {tuple(t.shape)} is a batch; pass list(t) for several images"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -121,11 +122,14 @@ def _check_numbers(name: str, value: Any, meta: dict, error: type[FcnsegError]) 
 
 
 def check_range(name: str, value: float, meta: dict, error: type[FcnsegError]) -> None:
-    """``error`` unless ``value`` lies within the field's ``low``/``high`` (NaN never does)."""
+    """``error`` unless ``value`` is finite and lies within the field's ``low``/``high``."""
     low, high = meta["low"], meta["high"]
-    if value != value or low is not None and value < low or high is not None and value > high:
+    # NaN passes every comparison (nan < low is False): refuse it, and infinities, outright.
+    finite = math.isfinite(value)
+    if not finite or low is not None and value < low or high is not None and value > high:
         bounds = f">= {low}" if high is None else f"between {low} and {high}"
-        raise error(f"{name} must be {bounds}, got {value!r}")
+        what = "" if finite else "a finite number "
+        raise error(f"{name} must be {what}{bounds}, got {value!r}")
 
 
 def add_field_argument(

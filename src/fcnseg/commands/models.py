@@ -65,10 +65,14 @@ NOTE = (
 
 def run(args: argparse.Namespace) -> int:
     from fcnseg import zoo
+    from fcnseg.data.info import MAX_CLASSES
     from fcnseg.models import list_models
 
-    if args.num_classes < 1:
-        raise FcnsegError(f"--num-classes must be a positive integer, got {args.num_classes}")
+    if not 1 <= args.num_classes <= MAX_CLASSES:
+        raise FcnsegError(
+            f"--num-classes must be a positive integer (at most {MAX_CLASSES}), "
+            f"got {args.num_classes}"
+        )
     if not args.summary:
         print("architectures (fcnseg train --model NAME; --summary for sizes and weights):")
         print("\n".join(f"  {name}" for name in list_models()))

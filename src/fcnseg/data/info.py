@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,10 @@ import yaml
 from fcnseg.errors import DataError, shown
 
 DESCRIPTION_FILES = ("dataset.yaml", "dataset.yml", "dataset.json")
+# Masks hold 8-bit labels and void needs one of them: at most 255 classes (labels 0..254).
+MAX_CLASSES = 255
+# Control characters (newline, escape...) and the Unicode line and paragraph separators.
+_LINE_BREAKING = ("Cc", "Zl", "Zp")
 
 
 @dataclass(frozen=True)
@@ -151,9 +156,18 @@ def _is_rgb(c: object) -> bool:
 def _class_names(names: object, source: str) -> list[str]:
     if not isinstance(names, list | tuple) or not names:
         raise DataError(f"{source}: 'classes' must be a non-empty list of class names")
+    if len(names) > MAX_CLASSES:
+        raise DataError(
+            f"{source}: {len(names)} classes; at most {MAX_CLASSES} are supported (masks hold "
+            f"8-bit labels and one label is left for void)"
+        )
     bad = [n for n in names if not isinstance(n, str) or not n.strip()]
     if bad:
         raise DataError(f"{source}: class names must be non-empty strings, got {bad[0]!r}")
+    # A newline or escape code in a name would forge lines in reports and logs.
+    bad = [n for n in names if any(unicodedata.category(ch) in _LINE_BREAKING for ch in n)]
+    if bad:
+        raise DataError(f"{source}: class names must not hold control characters, got {bad[0]!r}")
     seen: set[str] = set()
     dups = [n for n in names if n in seen or seen.add(n)]
     if dups:
@@ -317,10 +331,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice (PyYAML silently keeps the last one)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
-        for i, key in enumerate(keys):
-            if key in keys[:i]:
-                mark = node.value[i][0].start_mark
+        seen: set = set()  # a set, not a list: 40,000 keys were 20 s of quadratic search
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class says what is wrong with it
+                continue
+            if repeated:
+                mark = key_node.start_mark
                 raise yaml.MarkedYAMLError(problem=f"key {key!r} given twice", problem_mark=mark)
         return super().construct_mapping(node, deep=deep)
 

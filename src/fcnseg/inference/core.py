@@ -58,9 +58,14 @@ def check_tiling(tile: int, overlap: int, names: tuple[str, str] = ("tile", "ove
         )
 
 
+# A scale multiplies the image's area by its square: 60 asked for 3600 times the memory.
+MAX_TTA_SCALE = 4.0
+
+
 def check_scales(scales: Sequence[float], name: str = "tta_scales") -> tuple[float, ...]:
     """The test-time scales as floats (numbers, or their text as flags give them), relative to
-    the working scale; FcnsegError unless they are one or more positive numbers. The one check of
+    the working scale; FcnsegError unless they are one or more positive numbers, at most 4 (a
+    larger scale multiplies the memory of a forward by its square). The one check of
     test-time scales: the option declaration and the inference functions both call it."""
     if isinstance(scales, int | float | str):
         scales = [scales]
@@ -68,8 +73,10 @@ def check_scales(scales: Sequence[float], name: str = "tta_scales") -> tuple[flo
         out = tuple(float(s) for s in scales)
     except (TypeError, ValueError) as exc:
         raise FcnsegError(f"{name} must be positive numbers, got {_shown(scales)}") from exc
-    if not out or not all(s > 0 and np.isfinite(s) for s in out):
-        raise FcnsegError(f"{name} must be positive numbers, got {_shown(scales)}")
+    if not out or not all(0 < s <= MAX_TTA_SCALE for s in out):  # NaN fails too
+        raise FcnsegError(
+            f"{name} must be positive numbers, at most {MAX_TTA_SCALE:g}, got {_shown(scales)}"
+        )
     return out
 
 

@@ -13,11 +13,12 @@ The package reads top to bottom:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from fcnseg.files import same_file
-from fcnseg.training.config import TrainConfig, read_yaml, recipe_names, resolve
+from fcnseg.training.config import ConfigError, TrainConfig, read_yaml, recipe_names, resolve
 from fcnseg.training.loop import TrainResult
 from fcnseg.training.run_folder import CONFIG, RunFolderError, config_is_ours
 
@@ -40,6 +41,8 @@ def config_from(
             ``None`` means "not given".
     """
     layers: list[dict[str, Any]] = []
+    if resume is not None and (not isinstance(resume, str | os.PathLike) or not str(resume)):
+        raise ConfigError(f"resume must be a run folder path, got {resume!r:.80}")
     if resume is not None:
         saved = Path(resume) / CONFIG
         if not saved.is_file():
@@ -53,8 +56,13 @@ def config_from(
         layers.append(config.to_dict())
     elif isinstance(config, dict):
         layers.append(config)
-    elif config is not None:
+    elif isinstance(config, str | os.PathLike) and str(config).strip():
         layers.append(read_yaml(config))
+    elif config is not None:
+        raise ConfigError(
+            "config must be a recipe name, a YAML file, a dict of options or a TrainConfig, "
+            f"got {config!r:.80}"
+        )
     layers.append(options)
     if resume is not None:
         layers.append({"out": str(resume)})

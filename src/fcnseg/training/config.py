@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -206,6 +207,23 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
     if f.name == "devices" and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     return check_value(TrainConfig, f, value, ConfigError)
+
+
+PATH_OPTIONS = ("data", "init_from", "weights_backbone")
+
+
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with its input paths made absolute, so that the run's ``config.yaml`` resumes from
+    any folder (a relative ``data`` was resolved against the folder of the resuming shell).
+
+    Only values that exist as paths change: ``imagenet`` or a built-in model's name stay names.
+    """
+    changes = {}
+    for name in PATH_OPTIONS:
+        value = getattr(cfg, name)
+        if value and os.path.exists(value):
+            changes[name] = os.path.abspath(value)
+    return dataclasses.replace(cfg, **changes)
 
 
 def _check_together(cfg: TrainConfig, require_paths: bool) -> None:

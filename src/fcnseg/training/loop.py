@@ -29,11 +29,11 @@ from fcnseg.engine import evaluate, train_one_epoch
 from fcnseg.errors import first_line
 from fcnseg.metrics import metrics_from_confusion
 from fcnseg.training import setup
-from fcnseg.training.config import ConfigError, TrainConfig, resolve
+from fcnseg.training.config import ConfigError, TrainConfig, absolute_paths, resolve
 from fcnseg.training.diagnostics import CollapseWatch
 from fcnseg.training.feature_cache import FeatureCache, cacheable
 from fcnseg.training.repro import run_info, seed_epoch
-from fcnseg.training.run_folder import CURVES, Progress, RunFolder, check_target
+from fcnseg.training.run_folder import CURVES, LAST, Progress, RunFolder, check_target
 from fcnseg.training.schedule import LRSchedule
 
 
@@ -52,9 +52,29 @@ class TrainResult:
 def run(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train as ``cfg`` says on the processes it asks for, writing the run folder."""
     check_target(cfg.out, resume)
+    if resume:
+        _check_resumed_epochs(cfg)
+    cfg = absolute_paths(cfg)  # config.yaml then names the same files from any folder
     fabric = make_fabric(cfg)
     # Plain types cross the process boundary (Fabric's spawn launcher refuses frozen dataclasses).
     return fabric.launch(_fit_and_leave, cfg.to_dict(), resume)
+
+
+def _check_resumed_epochs(cfg: TrainConfig) -> None:
+    """ConfigError when ``--epochs`` is fewer than the run has already committed: resuming would
+    train nothing and rewrite the run's config.yaml with an epoch count it has passed."""
+    last = Path(cfg.out) / LAST
+    if not last.is_file():
+        return
+    try:  # mmap: only the epoch is needed, not the weights read into memory
+        done = int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # unreadable: RunFolder.start reports it with the reason
+        return
+    if cfg.epochs < done:
+        raise ConfigError(
+            f"--epochs {cfg.epochs}: the run in {cfg.out} has already done {done} epochs; "
+            f"resume with --epochs {done} or more (more epochs continue it)"
+        )
 
 
 def make_fabric(cfg: TrainConfig):

@@ -17,7 +17,7 @@ from torch import nn
 from fcnseg.checkpoint import load_checkpoint
 from fcnseg.data import DatasetInfo, SplitScan, median_frequency_weights, open_dataset, scan_split
 from fcnseg.data.layout import DatasetLayout
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import DataError, FcnsegError
 from fcnseg.models import build_model
 from fcnseg.training.config import ConfigError, TrainConfig
 from fcnseg.training.losses import build_loss, parse_class_weights
@@ -65,6 +65,12 @@ def load_data(cfg: TrainConfig, say: Callable[[str], None], progress: bool = Tru
                 f"skipped {len(scan.skipped)} bad pair(s) in {name} (--skip-bad); first: {scan.skipped[0]}"
             )
     data = Data(layout, scans["train"], scans[val_split], val_split)
+    if data.train.samples and not data.train.pixels[:-1].any():
+        # Every pixel void: the loss would be NaN at the first step ("lower --lr" misleads).
+        raise DataError(
+            f"{cfg.data}: the train masks have no labelled pixels (every pixel is void, label "
+            f"{data.info.ignore_index}); check them with fcnseg verify-data"
+        )
     cropped = cfg.augment in ("full", "strong")  # random crops of --crop-size: one size
     if not cropped and data.train.uniform_size is None and cfg.batch_size > 1:
         raise ConfigError(

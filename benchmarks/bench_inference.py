@@ -6,7 +6,7 @@ Usage:
 
 Prints the CPU (model, AVX/AVX-512/AMX flags, cores, torch threads) and the load average before
 and after: every number belongs to this machine at that load. Weights are random (speed does not
-depend on them). fcnseg runs each backend of :mod:`fcnseg.backends` (``torch``: channels-last
+depend on them). fcnseg runs each backend of :mod:`fcnseg.inference.backends` (``torch``: channels-last
 eager; ``onnxruntime``: the ONNX export, fp32; ``openvino``: the same file, fp32, bf16 and int8)
 and bf16 where the CPU has AVX512-BF16 or AMX (autocast over weights stored in bf16, as
 ``load_backend`` does). int8 is quantized on ``--int8-crops`` crops (of dataset1's training
@@ -33,7 +33,8 @@ from pathlib import Path
 import torch
 from common import machine_summary, table
 
-from fcnseg.backends import (
+from fcnseg.inference import autocast
+from fcnseg.inference.backends import (
     OnnxRuntimeModel,
     load_backend,
     nncf_available,
@@ -41,10 +42,9 @@ from fcnseg.backends import (
     onnxruntime_available,
     openvino_available,
 )
-from fcnseg.export import export_onnx
-from fcnseg.inference import autocast
+from fcnseg.inference.export import export_onnx
+from fcnseg.inference.precision import cpu_bf16_feature, cpu_int8_feature
 from fcnseg.models import build_model
-from fcnseg.precision import cpu_bf16_feature, cpu_int8_feature
 
 PEERS = Path(__file__).resolve().parent / "peers"
 CPU = torch.device("cpu")
@@ -99,7 +99,7 @@ def calibration(count: int) -> list:
     """``count`` crops of dataset1's training images (random images where it is absent)."""
     from common import DATASET1
 
-    from fcnseg.quantize import calibration_crops
+    from fcnseg.inference.quantize import calibration_crops
 
     images = sorted((DATASET1 / "images_prepped_train").glob("*.png"))
     if images:
@@ -118,7 +118,7 @@ def variants(model, onnx_path: Path, int8_crops: int) -> list[tuple[str, object,
     if openvino_available():
         import openvino as ov
 
-        from fcnseg.openvino_backend import OpenVinoModel, compile_model
+        from fcnseg.inference.openvino_backend import OpenVinoModel, compile_model
 
         default = ov.Core().compile_model(str(onnx_path), "CPU")
         hint = default.get_property("INFERENCE_PRECISION_HINT").get_type_name()
@@ -131,7 +131,7 @@ def variants(model, onnx_path: Path, int8_crops: int) -> list[tuple[str, object,
                 ("fcnseg openvino bf16", OpenVinoModel(compile_model(onnx_path, "bf16")), "fp32")
             )
         if nncf_available():
-            from fcnseg.quantize import quantize
+            from fcnseg.inference.quantize import quantize
 
             t0 = time.perf_counter()
             int8 = quantize(onnx_path, calibration(int8_crops))

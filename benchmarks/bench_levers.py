@@ -45,8 +45,8 @@ def lever_eager(model: nn.Module, x: torch.Tensor, channels_last: bool) -> Calla
 
 
 def lever_onnxruntime(model: nn.Module, x: torch.Tensor) -> Callable:
-    from fcnseg.backends import onnx_session
-    from fcnseg.export import export_onnx
+    from fcnseg.inference.backends import onnx_session
+    from fcnseg.inference.export import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"

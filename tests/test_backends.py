@@ -12,12 +12,24 @@ import torch
 from agreement import assert_labels_agree
 from torch import nn
 
-from fcnseg import backends, export_cache
-from fcnseg.backends import build_onnx_model, load_backend, onnx_cache_path, resolve_backend
 from fcnseg.errors import FcnsegError
-from fcnseg.inference import autocast, class_scores, predict_batch, predict_labels, prepare
+from fcnseg.inference import (
+    autocast,
+    backends,
+    class_scores,
+    export_cache,
+    predict_batch,
+    predict_labels,
+    prepare,
+)
+from fcnseg.inference.backends import (
+    build_onnx_model,
+    load_backend,
+    onnx_cache_path,
+    resolve_backend,
+)
+from fcnseg.inference.precision import cpu_bf16_feature
 from fcnseg.models import build_model
-from fcnseg.precision import cpu_bf16_feature
 
 pytest.importorskip("onnxruntime")
 CPU = torch.device("cpu")
@@ -149,7 +161,7 @@ def test_onnx_cache_beside_checkpoint_is_reused_and_keyed_by_content(
     def no_export(*args, **kwargs):
         raise AssertionError("exported again although the cached file is current")
 
-    monkeypatch.setattr("fcnseg.export.export_onnx", no_export)
+    monkeypatch.setattr("fcnseg.inference.export.export_onnx", no_export)
     again = load_backend(small_vgg, "onnxruntime", checkpoint=ckpt)
     x = torch.rand(1, 3, 33, 47)
     torch.testing.assert_close(again(x), first(x))
@@ -261,7 +273,7 @@ def test_labels_equal_torch_on_dataset1_images(tmp_path: Path) -> None:
     """A VGG16 FCN-8s of the real size whose trunk sees real photographs: labels agree, for ONNX
     Runtime and (where installed) OpenVINO fp32, both running one export."""
     from fcnseg.data.io import read_image
-    from fcnseg.export import export_onnx
+    from fcnseg.inference.export import export_onnx
 
     root = dataset1_dir()
     if root is None:
@@ -279,7 +291,7 @@ def test_labels_equal_torch_on_dataset1_images(tmp_path: Path) -> None:
     export_onnx(model, path)
     runners = {"onnxruntime": backends.OnnxRuntimeModel(backends.onnx_session(path))}
     if backends.openvino_available():
-        from fcnseg.openvino_backend import OpenVinoModel, compile_model
+        from fcnseg.inference.openvino_backend import OpenVinoModel, compile_model
 
         runners["openvino"] = OpenVinoModel(compile_model(path, "fp32"))
     for runner in runners.values():
@@ -292,7 +304,7 @@ def test_labels_equal_torch_on_dataset1_images(tmp_path: Path) -> None:
 def test_bf16_refused_where_the_cpu_lacks_it(monkeypatch) -> None:
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    monkeypatch.setattr("fcnseg.precision.platform.machine", lambda: "x86_64")
+    monkeypatch.setattr("fcnseg.inference.precision.platform.machine", lambda: "x86_64")
     with pytest.raises(FcnsegError, match="neither AVX512-BF16 nor AMX.*use --precision fp32"):
         autocast("bf16", CPU)
     with autocast("fp32", CPU):  # fp32 needs nothing
@@ -304,7 +316,7 @@ def test_bf16_refused_where_the_cpu_lacks_it(monkeypatch) -> None:
     [(True, False, "AMX"), (False, True, "AVX512-BF16"), (True, True, "AMX")],
 )
 def test_bf16_allowed_with_amx_or_avx512_bf16(monkeypatch, amx, avx512_bf16, feature) -> None:
-    from fcnseg.precision import check_bf16
+    from fcnseg.inference.precision import check_bf16
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)

@@ -16,7 +16,7 @@ from torch import nn
 
 from fcnseg.cli import main
 from fcnseg.inference import class_scores, predict_labels
-from fcnseg.precision import cpu_bf16_feature
+from fcnseg.inference.precision import cpu_bf16_feature
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +261,7 @@ def test_export_onnx_matches_pytorch_at_odd_sizes(trained, tmp_path: Path, capsy
 
 def test_export_lite0_with_dynamic_sizes(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from fcnseg.export import check_onnx, export_onnx
+    from fcnseg.inference.export import check_onnx, export_onnx
     from fcnseg.models import build_model
 
     torch.manual_seed(0)

@@ -73,7 +73,7 @@ def test_exported_model_carries_classes_palette_and_input_convention(
 
 
 def test_export_without_a_description_still_states_the_input(tmp_path: Path) -> None:
-    from fcnseg.export import export_onnx
+    from fcnseg.inference.export import export_onnx
 
     model = build_model("fcn32s_vgg16", num_classes=2, fc_channels=8)
     export_onnx(model, tmp_path / "m.onnx")

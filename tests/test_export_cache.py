@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from fcnseg import backends
-from fcnseg.backends import load_backend, onnx_cache_path
-from fcnseg.export_cache import STAMP_KEY, onnx_stamp
+from fcnseg.inference import backends
+from fcnseg.inference.backends import load_backend, onnx_cache_path
+from fcnseg.inference.export_cache import STAMP_KEY, onnx_stamp
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -135,7 +135,8 @@ def test_a_full_disk_falls_back_to_a_temporary_export(tmp_path: Path, monkeypatc
     """M3: the promised fallback ran never, because the export turned OSError into FcnsegError."""
     import errno
 
-    from fcnseg import export, files
+    from fcnseg import files
+    from fcnseg.inference import export
 
     def full(path, write):
         def no_space(tmp: str) -> None:

@@ -354,7 +354,7 @@ def test_a_keyboard_interrupt_while_building_the_parser_is_one_line(monkeypatch,
     ],
 )
 def test_images_the_api_cannot_read_are_one_line(image, words) -> None:
-    from fcnseg.inputs import to_rgb, to_tensor
+    from fcnseg.inference.inputs import to_rgb, to_tensor
 
     for convert in (to_tensor, to_rgb):
         with pytest.raises(FcnsegError, match=re.escape(words)):
@@ -364,7 +364,7 @@ def test_images_the_api_cannot_read_are_one_line(image, words) -> None:
 @pytest.mark.parametrize("dtype", [">u2", ">f4", ">u1", "<u2"])
 def test_arrays_of_either_byte_order_are_read(dtype) -> None:
     # Big-endian arrays (from FITS or TIFF readers) were a raw ValueError from torch.
-    from fcnseg.inputs import to_tensor
+    from fcnseg.inference.inputs import to_tensor
 
     full = {"u1": 255, "u2": 65535, "f4": 1.0}[dtype[1:]]
     a = np.zeros((2, 3, 3), dtype=dtype)

@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 from test_export_cache import Tiny, loaded
 
-from fcnseg import backends, quantize
-from fcnseg.backends import load_backend, resolve_backend
 from fcnseg.errors import FcnsegError
+from fcnseg.inference import backends, quantize
+from fcnseg.inference.backends import load_backend, resolve_backend
+from fcnseg.inference.precision import cpu_bf16_feature
 from fcnseg.models import build_model
-from fcnseg.precision import cpu_bf16_feature
 
 CPU = torch.device("cpu")
 needs_openvino = pytest.mark.skipif(
@@ -50,7 +50,7 @@ def small_vgg() -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def small_onnx(small_vgg, tmp_path_factory) -> Path:
-    from fcnseg.export import export_onnx
+    from fcnseg.inference.export import export_onnx
 
     path = tmp_path_factory.mktemp("ov") / "small.onnx"
     export_onnx(small_vgg, path)
@@ -65,7 +65,7 @@ def images() -> torch.Tensor:
 
 @needs_openvino
 def test_openvino_fp32_matches_torch(small_vgg, small_onnx, images) -> None:
-    from fcnseg.openvino_backend import OpenVinoModel, compile_model
+    from fcnseg.inference.openvino_backend import OpenVinoModel, compile_model
 
     runner = OpenVinoModel(compile_model(small_onnx, "fp32"), 5)
     with torch.no_grad():
@@ -81,7 +81,7 @@ def test_openvino_fp32_matches_torch(small_vgg, small_onnx, images) -> None:
 @needs_openvino
 @pytest.mark.skipif(cpu_bf16_feature() is None, reason="this CPU has no AVX512-BF16/AMX")
 def test_openvino_bf16_agrees_with_torch(small_vgg, small_onnx, images) -> None:
-    from fcnseg.openvino_backend import OpenVinoModel, compile_model
+    from fcnseg.inference.openvino_backend import OpenVinoModel, compile_model
 
     runner = OpenVinoModel(compile_model(small_onnx, "bf16"), 5)
     assert "bfloat16" in str(runner.compiled.get_property("INFERENCE_PRECISION_HINT"))
@@ -92,7 +92,7 @@ def test_openvino_bf16_agrees_with_torch(small_vgg, small_onnx, images) -> None:
 
 @needs_openvino
 def test_int8_quantized_export_agrees_with_torch(small_vgg, small_onnx, images) -> None:
-    from fcnseg.openvino_backend import OpenVinoModel, compile_model
+    from fcnseg.inference.openvino_backend import OpenVinoModel, compile_model
 
     gen = torch.Generator().manual_seed(4)
     crops = [torch.rand(1, 3, 64, 64, generator=gen).numpy() for _ in range(8)]
@@ -213,7 +213,7 @@ def test_refusals_are_one_line(tmp_path: Path, monkeypatch) -> None:
     # bf16 where the CPU would only emulate it: refused for OpenVINO as for torch.
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    monkeypatch.setattr("fcnseg.precision.platform.machine", lambda: "x86_64")
+    monkeypatch.setattr("fcnseg.inference.precision.platform.machine", lambda: "x86_64")
     with pytest.raises(FcnsegError, match="neither AVX512-BF16 nor AMX"):
         load_backend(Tiny(0), "openvino", precision="bf16")
 

@@ -157,7 +157,7 @@ def clear_labels(seg, rgb: np.ndarray, margin: float = 1e-3) -> tuple[np.ndarray
 )
 def test_sideways_clip_comes_out_upright(ckpt, tmp_path, capsys, suffix, stored_turn, how) -> None:
     import fcnseg
-    from fcnseg.video import probe, read_frames
+    from fcnseg.inference.video import probe, read_frames
 
     upright = scene(4, (64, 48))  # portrait, as the phone was held
     stored = [np.ascontiguousarray(np.rot90(f, stored_turn)) for f in upright]  # 48 high, 64 wide
@@ -196,7 +196,7 @@ def test_sideways_clip_comes_out_upright(ckpt, tmp_path, capsys, suffix, stored_
     ("degrees", "hflip"), [(90, False), (180, False), (-90, False), (0, True), (90, True)]
 )
 def test_every_quarter_turn_and_mirror_is_undone(tmp_path: Path, degrees, hflip) -> None:
-    from fcnseg.video import probe, read_frames
+    from fcnseg.inference.video import probe, read_frames
 
     clip = tmp_path / "turned.mp4"
     frames = scene(2, (48, 64))
@@ -235,7 +235,7 @@ def test_video_over_the_pixel_limit_is_refused_before_decoding(
     ckpt, tmp_path: Path, capsys, monkeypatch
 ) -> None:
     from fcnseg.errors import DataError
-    from fcnseg.video import probe
+    from fcnseg.inference.video import probe
 
     clip = write_clip(tmp_path / "bomb.avi", scene(2, (48, 64)), Fraction(12), codec="mjpeg")
     monkeypatch.setenv("FCNSEG_MAX_IMAGE_PIXELS", "3000")  # 64x48 = 3,072 pixels
@@ -311,7 +311,7 @@ def test_save_frames_replaces_an_earlier_longer_run(ckpt, tmp_path: Path, capsys
 def test_no_partial_frames_folder_after_a_failure(
     ckpt, tmp_path: Path, capsys, monkeypatch, failure
 ) -> None:
-    from fcnseg import video
+    from fcnseg.inference import video
 
     out = tmp_path / "out"
     clip = write_clip(tmp_path / "clip.avi", scene(6, (48, 64)), Fraction(12), codec="mjpeg")

@@ -206,7 +206,7 @@ def test_a_folder_or_a_glob_gives_one_result_per_image_in_sorted_order(tmp_path:
 
 def test_a_video_is_iterated_frame_by_frame(tmp_path: Path) -> None:
     pytest.importorskip("av", reason="PyAV is not installed (pip install 'fcnseg[video]')")
-    from fcnseg.video import VideoInfo, _Encoder
+    from fcnseg.inference.video import VideoInfo, _Encoder
 
     path = tmp_path / "clip.mp4"
     with _Encoder(str(path), VideoInfo(3, __import__("fractions").Fraction(5), 64, 48)) as enc:

@@ -32,8 +32,8 @@ from fcnseg.inference import (
     recorded_size,
     working_size,
 )
+from fcnseg.inference.inputs import ImageInput, expand, is_video_path, to_rgb, to_tensor
 from fcnseg.inference.resize import size_for
-from fcnseg.inputs import ImageInput, expand, is_video_path, to_rgb, to_tensor
 
 
 def load(
@@ -66,7 +66,7 @@ def load(
         backend: ``"torch"``, ``"onnxruntime"`` / ``"openvino"`` (the model exported to ONNX
             once, cached beside the checkpoint, run by ONNX Runtime or OpenVINO), or
             ``"auto"``: the fastest of these installed for the precision on the CPU (see
-            :data:`fcnseg.backends.AUTO_ORDER`), torch on a GPU.
+            :data:`fcnseg.inference.backends.AUTO_ORDER`), torch on a GPU.
         calibration: ``precision="int8"``: a folder of images to calibrate on (default: the
             checkpoint's own training images, where it records them).
         resize, tile, overlap, tta_scales, tta_flip, batch_size: this Segmenter's defaults for
@@ -137,7 +137,7 @@ class Segmenter:
         working_size: int | None = None,
         config: InferenceConfig | None = None,
     ) -> None:
-        from fcnseg.backends import load_backend, resolve_backend
+        from fcnseg.inference.backends import load_backend, resolve_backend
 
         given = {"device": str(device) if device is not None else None}
         config = make_config(config, {**given, "precision": precision, "backend": backend})

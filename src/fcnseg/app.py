@@ -226,7 +226,7 @@ def _for_display(picture: np.ndarray) -> np.ndarray:
 
 def _read(path: str, name: str) -> np.ndarray:
     """The upload as RGB ``(H, W, 3)`` uint8, read as ``fcnseg predict`` reads files."""
-    from fcnseg.inputs import to_rgb
+    from fcnseg.inference.inputs import to_rgb
 
     return to_rgb(path, name)
 

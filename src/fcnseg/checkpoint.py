@@ -47,7 +47,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
     ``path`` may also be the name of a built-in model (``fcnseg models``), e.g. ``camvid_lite0``.
     The file is read once: the state is loaded from the same bytes whose SHA-256 is returned as
-    ``ckpt["sha256"]``, so an export cached under that digest (:mod:`fcnseg.export_cache`) is
+    ``ckpt["sha256"]``, so an export cached under that digest (:mod:`fcnseg.inference.export_cache`) is
     made from what the digest names, even if the file is replaced meanwhile.
     """
     if not isinstance(path, str | os.PathLike) or not str(path).strip():

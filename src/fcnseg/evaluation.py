@@ -67,10 +67,10 @@ def evaluate_checkpoint(
     The options are those of :class:`fcnseg.inference.InferenceConfig` (``None``: its default),
     as for :func:`fcnseg.load`: each image runs at the model's working scale (``resize``), with
     tiles and test-time augmentation (see :func:`fcnseg.inference.predict_many`). ``calibration``
-    (``precision="int8"``): see :func:`fcnseg.backends.load_backend`.
+    (``precision="int8"``): see :func:`fcnseg.inference.backends.load_backend`.
     """
     from fcnseg import zoo
-    from fcnseg.backends import load_backend
+    from fcnseg.inference.backends import load_backend
 
     given = {"device": device, "precision": precision, "backend": backend, "resize": resize,
              "tile": tile, "overlap": overlap, "tta_scales": tta_scales, "tta_flip": tta_flip,

@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fcnseg.export import check_onnx, export_onnx
+    from fcnseg.inference.export import check_onnx, export_onnx
 
     check_opset(args.opset)
     checkpoint = [("the checkpoint (--checkpoint)", args.checkpoint)]

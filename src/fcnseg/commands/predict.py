@@ -33,7 +33,7 @@ from fcnseg.files import (
     same_file,
     save_png,
 )
-from fcnseg.inputs import collect_files
+from fcnseg.inference.inputs import collect_files
 
 MAX_WARNINGS = 10  # missing masks listed one per line up to this many, then counted
 
@@ -85,7 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given, folders expanded to their images (see :func:`fcnseg.inputs.collect_files`)."""
+    """Files as given, folders expanded to their images (see :func:`fcnseg.inference.inputs.collect_files`)."""
     return collect_files(inputs)
 
 

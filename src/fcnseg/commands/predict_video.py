@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from fcnseg.video import VideoInfo, check_outputs, is_video, probe
+from fcnseg.inference.video import VideoInfo, check_outputs, is_video, probe
 
 if TYPE_CHECKING:
     from fcnseg.api import Segmenter
@@ -62,7 +62,7 @@ def predict_videos(
 
     ``names``: each input's output name (unique among all inputs), else its stem.
     """
-    from fcnseg.video import segment_video
+    from fcnseg.inference.video import segment_video
 
     for path, info in videos:
         name = names[path] if names else path.stem

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fcnseg.errors import FcnsegError
+from fcnseg.inference.precision import check_bf16, check_precision
 from fcnseg.inference.resize import labels_at, model_size, probabilities_at, resized
-from fcnseg.precision import check_bf16, check_precision
 
 K = TypeVar("K")
 
@@ -96,7 +96,7 @@ def prepare(model: nn.Module, device: torch.device, channels_last: bool = True) 
 def autocast(precision: str, device: torch.device):
     """A context for ``fp32`` and ``int8`` (nothing: an int8 model is a quantized graph run by
     OpenVINO) or ``bf16`` (autocast). FcnsegError where the device has no fast bf16 (see
-    :func:`fcnseg.precision.check_bf16`): there bf16 is emulated, slower than fp32."""
+    :func:`fcnseg.inference.precision.check_bf16`): there bf16 is emulated, slower than fp32."""
     check_precision(precision)
     if precision == "bf16":
         check_bf16(device)

@@ -4,8 +4,8 @@
 ``app`` (their flags are generated from it, see :func:`add_inference_arguments`), for
 :func:`fcnseg.load` and :class:`fcnseg.Segmenter`'s methods (their keyword arguments carry the
 same names and fall back to the same defaults) and for :func:`fcnseg.evaluation.evaluate_checkpoint`.
-The choices of ``backend`` and ``precision`` are read from :data:`fcnseg.backends.BACKENDS` and
-:data:`fcnseg.precision.PRECISIONS`, never copied.
+The choices of ``backend`` and ``precision`` are read from :data:`fcnseg.inference.backends.BACKENDS` and
+:data:`fcnseg.inference.precision.PRECISIONS`, never copied.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from fcnseg.backends import BACKENDS
 from fcnseg.errors import FcnsegError
+from fcnseg.inference.backends import BACKENDS
 from fcnseg.inference.core import check_scales, check_tiling, pick_device
+from fcnseg.inference.precision import PRECISIONS
 from fcnseg.inference.resize import check_resize
 from fcnseg.options import add_field_argument, check_value, flag, help_text, opt
-from fcnseg.precision import PRECISIONS
 
 # Chosen when the model is loaded (fcnseg.load); the others may change per call.
 LOAD_OPTIONS = ("device", "precision", "backend", "calibration")
@@ -130,7 +130,7 @@ class InferenceConfig:
     def runtime(self) -> torch.device:
         """The device, after checking that device, precision and backend can run together
         here (bf16 needs a fast bf16 device; ONNX Runtime is CPU and fp32 only)."""
-        from fcnseg.backends import resolve_backend
+        from fcnseg.inference.backends import resolve_backend
         from fcnseg.inference.core import autocast
 
         device = pick_device(self.device)

@@ -14,7 +14,7 @@ a folder of images given as ``calibration``. The quantized model is cached besid
 as ``STEM.KEY.int8.xml`` / ``.bin`` (OpenVINO IR), KEY over the checkpoint's digest, the
 exporting code, the calibration images' bytes and the NNCF/OpenVINO versions; its stamp (in the
 IR's ``rt_info``) records that key and the ``.bin``'s digest and is checked before use, as for the
-ONNX cache (:mod:`fcnseg.export_cache`).
+ONNX cache (:mod:`fcnseg.inference.export_cache`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from fcnseg.errors import FcnsegError
-from fcnseg.export_cache import (
+from fcnseg.files import TMP_SUFFIX
+from fcnseg.inference.export_cache import (
     STAMP_KEY,
     cache_folder,
     cache_key,
@@ -43,7 +44,6 @@ from fcnseg.export_cache import (
     remove_older_exports,
     stamp,
 )
-from fcnseg.files import TMP_SUFFIX
 
 DEFAULT_CROPS = 300
 CROP = 256
@@ -164,7 +164,7 @@ def write_int8(ov_model, xml: Path, record: dict[str, str]) -> None:
 def int8_model(model: nn.Module, checkpoint: str | Path | None, calibration: str | Path | None):
     """The int8 OpenVINO model of ``model``: the checked cache beside ``checkpoint``, or quantized
     now (minutes for VGG16) and cached; without a checkpoint (or a writable folder), not cached."""
-    from fcnseg.backends import model_digest, open_export
+    from fcnseg.inference.backends import model_digest, open_export
 
     images = calibration_images(model, calibration)
     calib = calibration_digest(images, DEFAULT_CROPS, CROP)  # read at call time: tests shrink them

@@ -36,7 +36,7 @@ from fcnseg.files import TMP_SUFFIX
 
 STAMP_KEY = "fcnseg_cache"
 # Files whose code decides the exported graph: a change in any of them means a new cache key.
-_EXPORT_SOURCES = ("export.py", "models")
+_EXPORT_SOURCES = ("inference/export.py", "models")
 _HASH_CHUNK = 1 << 22
 STALE_TMP_SECONDS = 3600
 

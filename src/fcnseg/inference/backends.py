@@ -4,7 +4,7 @@ Either way the result is a module mapping images ``(N, 3, H, W)`` in [0, 1] to l
 ``(N, C, H, W)`` as a torch tensor, so :mod:`fcnseg.inference` (batches, tiles, test-time
 augmentation) runs unchanged on it. The ONNX file is cached beside the checkpoint, named by the
 digest of the bytes the model was loaded from and of the code that exports it, and stamped
-inside with both; it is checked before use (:mod:`fcnseg.export_cache`), so a changed
+inside with both; it is checked before use (:mod:`fcnseg.inference.export_cache`), so a changed
 checkpoint, a new fcnseg or a foreign file never stands in for the export. Where that folder is
 not writable it is cached in the user's cache folder, and where nothing is writable (or the disk
 is full) it is built in a temporary folder for this process only.
@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from fcnseg.errors import FcnsegError
-from fcnseg.export_cache import (
+from fcnseg.files import OutputError
+from fcnseg.inference.export_cache import (
     cache_folder,
     cache_key,
     cacheable,
@@ -32,7 +33,6 @@ from fcnseg.export_cache import (
     remove_stale_temporaries,
     stamp,
 )
-from fcnseg.files import OutputError
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 # What ``auto`` tries first, per precision, on the CPU (measured in docs/benchmarks.md): OpenVINO
@@ -82,7 +82,7 @@ def resolve_backend(
     CPU, and (for the exported backends) whose export of ``checkpoint`` can be cached, so the
     export is paid once per checkpoint; PyTorch on a GPU. ``int8`` runs on OpenVINO only.
     """
-    from fcnseg.precision import check_precision
+    from fcnseg.inference.precision import check_precision
 
     check_precision(precision)
     if backend not in BACKENDS:
@@ -126,7 +126,7 @@ def _check(backend: str, precision: str, device: torch.device) -> str:
 
 def onnx_cache_path(checkpoint: str | Path, checkpoint_sha256: str | None = None) -> Path:
     """Where the ONNX export of ``checkpoint`` is cached: ``STEM.KEY.onnx`` in
-    :func:`fcnseg.export_cache.cache_folder`, KEY from the digest of the checkpoint's bytes
+    :func:`fcnseg.inference.export_cache.cache_folder`, KEY from the digest of the checkpoint's bytes
     (``checkpoint_sha256``, else the file is hashed now) and of the exporting code."""
     checkpoint = Path(checkpoint)
     digest = checkpoint_sha256 or file_digest(checkpoint)
@@ -145,7 +145,7 @@ def trusted_onnx(model: nn.Module, checkpoint: str | Path, consumer: str) -> Pat
     """The cached ONNX export of ``checkpoint`` (``model`` loaded from it), checked before use
     and (re)built when missing or untrusted; None where it cannot be cached (then export it to
     a temporary folder). ``consumer`` names the backend in the one-line notes."""
-    from fcnseg.export import export_onnx
+    from fcnseg.inference.export import export_onnx
 
     checkpoint = Path(checkpoint)
     digest = model_digest(model, checkpoint)
@@ -211,7 +211,7 @@ def open_export(model: nn.Module, checkpoint: str | Path | None, consumer: str, 
     ``checkpoint`` (see :func:`trusted_onnx`), else one made in a temporary folder that is
     removed once ``open_file`` has read it. A cached file that passes the checks but does not
     open is replaced by a temporary export, with one line. ``model`` is converted to fp32."""
-    from fcnseg.export import export_onnx
+    from fcnseg.inference.export import export_onnx
 
     model = model.float().to("cpu").eval()
     if checkpoint is not None:
@@ -261,10 +261,10 @@ def load_backend(
     them at every call (VGG16's fc6 alone is 0.4 GB in fp32), which measured 1.36x slower on a
     Zen 4 CPU with AVX512-BF16. ``model`` itself is converted. ``int8``: the export quantized on
     ``calibration`` images (default: the checkpoint's training images), see
-    :mod:`fcnseg.quantize`.
+    :mod:`fcnseg.inference.quantize`.
     """
     from fcnseg.inference import prepare
-    from fcnseg.precision import check_bf16
+    from fcnseg.inference.precision import check_bf16
 
     device = device if device is not None else torch.device("cpu")
     name = resolve_backend(backend, precision, device, checkpoint)
@@ -273,7 +273,7 @@ def load_backend(
     if name == "onnxruntime":
         return build_onnx_model(model, checkpoint)
     if name == "openvino":
-        from fcnseg.openvino_backend import build_openvino_model
+        from fcnseg.inference.openvino_backend import build_openvino_model
 
         return build_openvino_model(model, checkpoint, precision, calibration=calibration)
     model = prepare(model, device)

@@ -2,7 +2,7 @@
 
 ``PRECISIONS``: ``fp32``; ``bf16`` (torch autocast over bf16-stored weights, or OpenVINO's bf16
 inference precision); ``int8`` (the ONNX export quantized after training by NNCF and run by
-OpenVINO, see :mod:`fcnseg.quantize`).
+OpenVINO, see :mod:`fcnseg.inference.quantize`).
 
 On an x86 CPU, bf16 convolutions are fast with AVX512-BF16 or AMX; oneDNN also accepts bf16 on
 plain AVX-512 (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` says True there) but emulates it by
@@ -42,7 +42,7 @@ def cpu_int8_feature() -> str | None:
     """The CPU feature that makes int8 convolutions fast (``AMX``, ``VNNI``), or None.
 
     Without either, OpenVINO still runs int8 (AVX2/AVX-512 multiply-adds on 16-bit pairs), at a
-    smaller gain over fp32; :func:`fcnseg.backends.load_backend` then warns.
+    smaller gain over fp32; :func:`fcnseg.inference.backends.load_backend` then warns.
     """
     cpu = torch.cpu
     if getattr(cpu, "_is_amx_tile_supported", lambda: False)():

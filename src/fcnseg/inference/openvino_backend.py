@@ -1,10 +1,10 @@
 """The ONNX export run by OpenVINO on the CPU (``--backend openvino``, ``pip install fcnseg[openvino]``).
 
-The same export as ONNX Runtime's (cached and checked by :func:`fcnseg.backends.open_export`),
+The same export as ONNX Runtime's (cached and checked by :func:`fcnseg.inference.backends.open_export`),
 compiled with the precision asked mapped to OpenVINO's inference-precision hint: ``fp32`` ->
 ``f32`` (OpenVINO's own default is bf16 wherever the CPU has AVX512-BF16 or AMX, so fp32 is set
 explicitly), ``bf16`` -> ``bf16``. ``int8`` compiles the quantized export of
-:mod:`fcnseg.quantize`, with ``f32`` for the operations left unquantized. The compiled model
+:mod:`fcnseg.inference.quantize`, with ``f32`` for the operations left unquantized. The compiled model
 keeps the export's dynamic batch, height and width, so tiles and test-time scales need no
 recompilation (a static shape measured no faster: 1.99 vs 2.00 img/s for camvid_lite2).
 """
@@ -24,7 +24,7 @@ class OpenVinoModel(nn.Module):
     """A compiled OpenVINO model behind the model interface: images ``(N, 3, H, W)`` in [0, 1]
     -> logits ``(N, C, H, W)`` float32 torch tensor, on the CPU.
 
-    Like :class:`fcnseg.backends.OnnxRuntimeModel`, it holds one empty parameter so that
+    Like :class:`fcnseg.inference.backends.OnnxRuntimeModel`, it holds one empty parameter so that
     ``next(model.parameters()).device`` says CPU.
     """
 
@@ -65,13 +65,13 @@ def build_openvino_model(
     threads: int | None = None,
 ) -> OpenVinoModel:
     """``model``'s ONNX export (cached beside ``checkpoint``) compiled by OpenVINO at
-    ``precision``; for ``int8`` the quantized export (see :func:`fcnseg.quantize.int8_model`)."""
-    from fcnseg.backends import open_export
-    from fcnseg.precision import cpu_int8_feature, cpu_name
+    ``precision``; for ``int8`` the quantized export (see :func:`fcnseg.inference.quantize.int8_model`)."""
+    from fcnseg.inference.backends import open_export
+    from fcnseg.inference.precision import cpu_int8_feature, cpu_name
 
     num_classes = getattr(model, "num_classes", None)
     if precision == "int8":
-        from fcnseg.quantize import int8_model
+        from fcnseg.inference.quantize import int8_model
 
         if cpu_int8_feature() is None:
             print(

@@ -70,7 +70,7 @@ def export_onnx(
     file's ``metadata_props`` carry :func:`onnx_metadata` (class names, palette and ignore index
     when ``info`` is given), readable with ``onnx.load(path).metadata_props`` or onnxruntime's
     ``session.get_modelmeta().custom_metadata_map``; ``extra_metadata`` is added to them (the
-    export caches' stamp, :func:`fcnseg.export_cache.stamp`).
+    export caches' stamp, :func:`fcnseg.inference.export_cache.stamp`).
 
     Raises:
         OutputError: the file cannot be written (full disk, no permission): callers may export

@@ -47,7 +47,7 @@ def is_video_path(x: Any) -> bool:
     """True for a path (not a URL) whose suffix is a video's (``.mp4``, ``.mov``...)."""
     if not isinstance(x, str | os.PathLike) or (isinstance(x, str) and _URL.match(x)):
         return False
-    from fcnseg.video import is_video
+    from fcnseg.inference.video import is_video
 
     return is_video(x)
 
@@ -80,7 +80,7 @@ def expand(x: Any) -> tuple[bool, Iterable[Any]]:
 
 
 def _frames(path: Path) -> Iterator[np.ndarray]:
-    from fcnseg.video import probe, read_frames
+    from fcnseg.inference.video import probe, read_frames
 
     probe(path)  # a missing or unreadable video fails here, before the first frame is asked for
     return read_frames(path)

@@ -16,6 +16,7 @@ A symlink given as an output is written through, as a shell redirection would.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 import shutil
@@ -23,7 +24,7 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import FcnsegError, first_line
 
 TMP_SUFFIX = ".tmp"
 PNG_MARK = "fcnseg"  # the ``Software`` text chunk of every PNG fcnseg writes: "this one is ours"
@@ -63,6 +64,16 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
         if isinstance(exc, OSError) or _is_write_failure(exc):
             raise OutputError(f"{path}: cannot write ({_reason(exc, path)})") from exc
         raise
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (``algorithm``: a :mod:`hashlib` name), read in chunks:
+    the one file hash of the toolkit (shipped models, downloads, duplicate images)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def save_png(array, path: str | Path) -> None:
@@ -281,8 +292,7 @@ def _reason(exc: BaseException, path: Path) -> str:
         return "no space left on the device"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return first[:200]
+    return first_line(exc, 200)
 
 
 def _disk_full(path: Path) -> bool:

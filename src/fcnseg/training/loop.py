@@ -28,6 +28,7 @@ from fcnseg.data.transforms import eval_transform, train_transform
 from fcnseg.engine import evaluate, train_one_epoch
 from fcnseg.errors import first_line
 from fcnseg.metrics import metrics_from_confusion
+from fcnseg.progress import progress_bar
 from fcnseg.training import setup
 from fcnseg.training.config import ConfigError, TrainConfig, resolve
 from fcnseg.training.diagnostics import CollapseWatch
@@ -259,11 +260,10 @@ class Session:
         train_loader, val_loader = self._loaders(train_ds, val_ds, epoch, workers)
         t0 = time.perf_counter()
         self.model.train()  # frozen parts stay in eval mode: the model sees to it
-        with tqdm(
+        with progress_bar(
             total=len(train_loader),
             desc=f"epoch {epoch}/{cfg.epochs}",
-            disable=not self.fabric.is_global_zero,
-            leave=False,
+            enabled=self.fabric.is_global_zero,
         ) as bar:
 
             def on_step(step: int, loss: float) -> None:

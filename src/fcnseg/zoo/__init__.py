@@ -8,13 +8,12 @@ sha256 and size. ``python -m fcnseg.zoo ship`` (see :mod:`fcnseg.zoo.ship`) writ
 Example:
     >>> from fcnseg import zoo
     >>> [m.name for m in zoo.builtin_models()]          # doctest: +SKIP
-    ['camvid_lite0']
-    >>> zoo.resolve("camvid_lite0")                     # the checked file  # doctest: +SKIP
+    ['camvid_lite2']
+    >>> zoo.resolve("camvid_lite2")                     # the checked file  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fcnseg.errors import CheckpointError
+from fcnseg.files import file_digest
 
 ZOO_DIR = Path(__file__).resolve().parent
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -73,12 +73,8 @@ def best(root: str | Path | None = None) -> BuiltinModel | None:
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex SHA-256 of a file's bytes (:func:`fcnseg.files.file_digest`)."""
+    return file_digest(path, "sha256")
 
 
 def verify(model: BuiltinModel) -> Path:

@@ -22,9 +22,8 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from fcnseg.checkpoint import atomic_write  # noqa: E402
 from fcnseg.data.info import DatasetInfo  # noqa: E402
-from fcnseg.files import PNG_MARK  # noqa: E402
+from fcnseg.files import PNG_MARK, atomic_write  # noqa: E402
 
 VOID_COLOR = (0, 0, 0)
 # When a class already uses black, void takes the first of these its palette leaves free.

@@ -1,10 +1,18 @@
 """Writing files safely: atomic replacement, durable on power loss, readable by the group.
 
-Every file fcnseg writes goes through :func:`atomic_write`: the content goes to a temporary file
-in the same folder, is flushed to disk (``fsync``), then renamed over the target, and the folder
-entry is flushed too. A reader (or a resumed run) sees the old file or the new one, never a
-partial or empty one. Temporary names start with a dot and end in ``.tmp`` so that a run folder
-can recognise and remove the leftovers of a kill (:func:`remove_temporaries`).
+Every file fcnseg writes whole (checkpoints, pictures, metrics, configs, JSON, videos) goes
+through :func:`atomic_write`: the content goes to a temporary file in the same folder, is flushed
+to disk (``fsync``), then renamed over the target, and the folder entry is flushed too. A reader
+(or a resumed run) sees the old file or the new one, never a partial or empty one. Temporary
+names start with a dot and end in ``.tmp`` so that a run folder can recognise and remove the
+leftovers of a kill (:func:`remove_temporaries`).
+
+The exceptions are written under a temporary name and renamed into place by their own modules:
+folders (a video's label frames, :mod:`fcnseg.video`; an unzipped dataset,
+:mod:`fcnseg.data.download`), a download's ``.part`` file (appended to, so that a broken
+download resumes), and a model being shipped (:mod:`fcnseg.zoo.ship`: evaluated under its
+temporary name before it replaces the old one). The demo's synthetic dataset
+(:mod:`fcnseg.data.synthetic`) is written file by file into a folder of its own.
 
 The output rule (:func:`check_output_file`, checked before any work): fcnseg writes only
 regular files; it never writes over one of the command's own inputs (the same file by any name:

@@ -16,7 +16,7 @@ from torch import nn
 
 from fcnseg.data.info import DatasetInfo
 from fcnseg.errors import CheckpointError
-from fcnseg.files import atomic_write
+from fcnseg.files import atomic_write, load_tensors
 from fcnseg.models import build_model
 
 __all__ = ["atomic_write", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
@@ -46,11 +46,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = _builtin_or_path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle with code, not a torch file...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{path}: not a readable fcnseg checkpoint ({first[:200]})") from exc
+    ckpt = load_tensors(path, CheckpointError, "not a readable fcnseg checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an fcnseg checkpoint (no '{FORMAT}' marker)")
     for key in ("arch", "dataset", "model"):

@@ -84,6 +84,18 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
+def load_tensors(path: str | Path, error: type[FcnsegError], what: str) -> object:
+    """``torch.load(path, map_location="cpu", weights_only=True)``: the one way fcnseg reads a
+    PyTorch file (checkpoints, weight files). No pickled code runs; any failure (a truncated
+    zip, code in the pickle, not a torch file) is ``error("PATH: WHAT (first line of why)")``."""
+    import torch  # here: the rest of this module is needed where torch is not
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise error(f"{path}: {what} ({first_line(exc, 200)})") from exc
+
+
 def save_png(array, path: str | Path) -> None:
     """Write ``array`` (``(H, W)`` or ``(H, W, 3)`` uint8) as a PNG marked as fcnseg's, atomically."""
     from PIL import Image

@@ -156,6 +156,31 @@ def test_pictures_come_from_the_validation_pass(
     assert "picture_labels" not in load_checkpoint(run / "checkpoint_best.pt")
 
 
+def test_resume_redraws_a_missing_picture_from_the_commit_record(
+    tiny_data: Path, tmp_path: Path, capsys
+) -> None:
+    """The picture's labels come back from checkpoint_last.pt; a checkpoint without them (an
+    older fcnseg's) gives no picture and says so, rather than a forward of its own."""
+    run = tmp_path / "run"
+    assert main(train_args(tiny_data, run, "--epochs", "1")) == 0
+    picture = run / "img" / "epoch_001.png"
+    first = picture.read_bytes()
+    picture.unlink()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert picture.read_bytes() == first
+    ckpt = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    del ckpt["picture_labels"]
+    torch.save(ckpt, run / "checkpoint_last.pt")
+    picture.unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert (
+        "no picture for epoch 1: its checkpoint holds no validation labels"
+        in capsys.readouterr().out
+    )
+    assert not picture.exists() and (run / "curves.png").is_file()
+
+
 def test_feature_cache_gives_the_same_metrics(tiny_data: Path, tmp_path: Path) -> None:
     common = ("--freeze", "backbone", "--augment", "none", "--lr-schedule", "constant")
     assert main(train_args(tiny_data, tmp_path / "a", *common, "--feature-cache", "auto")) == 0

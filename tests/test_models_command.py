@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import fcnseg.models
+import fcnseg.training.config  # noqa: F401  binds list_models when first imported: before a patch
 from fcnseg.cli import main
 from fcnseg.models import build_model, list_models, model_weights
 from fcnseg.models.vgg import imagenet_cache_path

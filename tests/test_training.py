@@ -122,23 +122,63 @@ def test_images_of_several_sizes_train_with_random_crops(
         assert main(args) == 0 and len(_rows(run)) == 1
 
 
-def test_cached_runs_draw_their_pictures_from_the_cache(
-    tiny_data: Path, tmp_path: Path, monkeypatch
+@pytest.mark.parametrize("cache", ["auto", "off"])  # cached features; whole images
+def test_pictures_come_from_the_validation_pass(
+    tiny_data: Path, tmp_path: Path, monkeypatch, cache: str
 ) -> None:
-    """With the frozen part's outputs cached, the epoch pictures decode them (no full forward
-    per picture and epoch: minutes over a VGG16 recipe's 120 epochs)."""
-    import fcnseg.inference
+    """The epoch pictures draw the labels the validation pass gave: no module runs a forward
+    while they are drawn (a VGG16 recipe's 120 epochs would otherwise pay one per picture)."""
+    from fcnseg.training.loop import Session
 
-    calls = []
-    real = fcnseg.inference.predict_batch
-    monkeypatch.setattr(
-        fcnseg.inference, "predict_batch", lambda *a, **k: calls.append(1) or real(*a, **k)
+    forwards, drawn, real = [], [], Session.draw
+
+    def draw(self, folder):
+        hook = torch.nn.modules.module.register_module_forward_pre_hook(
+            # Modules with weights: the transforms that load the picture's images are modules too.
+            lambda module, args: forwards.extend(type(module).__name__ for _ in module.parameters())
+        )
+        try:
+            real(self, folder)
+        finally:
+            hook.remove()
+        drawn.append(int(self.progress.epoch))
+
+    monkeypatch.setattr(Session, "draw", draw)
+    run = tmp_path / "run"
+    args = ("--freeze", "backbone", "--num-vis", "2", "--epochs", "2", "--feature-cache", cache)
+    assert main(train_args(tiny_data, run, *args)) == 0
+    assert drawn == [1, 2] and forwards == []
+    assert (run / "img" / "epoch_002.png").is_file()
+    labels = load_checkpoint(run / "checkpoint_last.pt")["picture_labels"]
+    assert len(labels) == 2 and all(
+        v.dtype == torch.uint8 and v.dim() == 2 for v in labels.values()
     )
-    common = ("--freeze", "backbone", "--num-vis", "2", "--epochs", "2")
-    assert main(train_args(tiny_data, tmp_path / "cached", *common)) == 0
-    assert calls == [] and (tmp_path / "cached" / "img" / "epoch_002.png").is_file()
-    assert main(train_args(tiny_data, tmp_path / "plain", *common, "--feature-cache", "off")) == 0
-    assert len(calls) == 4  # 2 pictures x 2 epochs through the whole network
+    assert "picture_labels" not in load_checkpoint(run / "checkpoint_best.pt")
+
+
+def test_resume_redraws_a_missing_picture_from_the_commit_record(
+    tiny_data: Path, tmp_path: Path, capsys
+) -> None:
+    """The picture's labels come back from checkpoint_last.pt; a checkpoint without them (an
+    older fcnseg's) gives no picture and says so, rather than a forward of its own."""
+    run = tmp_path / "run"
+    assert main(train_args(tiny_data, run, "--epochs", "1")) == 0
+    picture = run / "img" / "epoch_001.png"
+    first = picture.read_bytes()
+    picture.unlink()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert picture.read_bytes() == first
+    ckpt = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    del ckpt["picture_labels"]
+    torch.save(ckpt, run / "checkpoint_last.pt")
+    picture.unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert (
+        "no picture for epoch 1: its checkpoint holds no validation labels"
+        in capsys.readouterr().out
+    )
+    assert not picture.exists() and (run / "curves.png").is_file()
 
 
 def test_feature_cache_gives_the_same_metrics(tiny_data: Path, tmp_path: Path) -> None:

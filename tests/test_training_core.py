@@ -1,5 +1,5 @@
 """The training core: one declaration per option, the schedule, validation, freezing, the run
-folder's commit order (fault injection), locking, file permissions, layering."""
+folder's commit order (fault injection), locking, file permissions, short functions."""
 
 from __future__ import annotations
 
@@ -366,7 +366,8 @@ def test_a_kill_at_every_step_of_the_bookkeeping_resumes_to_the_same_result(tiny
 
 def test_resume_after_a_kill_before_the_picture_keeps_batchnorm_statistics(tiny_data, tmp_path):
     """A model with BatchNorm, killed after epoch 1's commit and before its picture: the
-    picture drawn on resume runs in eval mode, so the run ends as an uninterrupted one does."""
+    picture drawn on resume comes from the commit record (no forward that could move the
+    BatchNorm statistics), so the run ends as an uninterrupted one does."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     lite = ("--model", "fcn8s_efficientnet_lite0", "--fc-channels", None, "--freeze", "none")
 
@@ -389,34 +390,7 @@ def test_resume_after_a_kill_before_the_picture_keeps_batchnorm_statistics(tiny_
 
 # -- the shape of the code -------------------------------------------------------------------------
 
-LOWER = ("engine", "metrics", "losses", "schedule", "files", "errors", "data", "models", "options")
-
-
-def _imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fcnseg"):
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names.update(a.name for a in node.names if a.name.startswith("fcnseg"))
-    return names
-
-
-def test_no_module_imports_a_module_above_it() -> None:
-    for path in SRC.rglob("*.py"):
-        module = "fcnseg." + ".".join(path.relative_to(SRC).with_suffix("").parts)
-        imports = _imports(path)
-        if not module.startswith(("fcnseg.cli", "fcnseg.__main__")):
-            assert not {i for i in imports if i.startswith("fcnseg.cli")}, module
-        if not module.startswith(("fcnseg.cli", "fcnseg.commands")):
-            assert not {i for i in imports if i.startswith("fcnseg.commands")}, module
-        if module.startswith(tuple(f"fcnseg.{m}" for m in LOWER)):
-            upper = {i for i in imports if i.split(".")[1] not in LOWER}
-            assert not upper, f"{module} imports {upper}"
-        if module.startswith("fcnseg.data"):
-            assert not {i for i in imports if i.startswith("fcnseg.models")}, module
-        if module.startswith("fcnseg.models"):
-            assert not {i for i in imports if i.startswith("fcnseg.data")}, module
+# The layering of the whole package: tests/test_structure.py.
 
 
 def test_training_functions_are_short() -> None:

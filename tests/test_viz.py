@@ -211,6 +211,21 @@ def test_legend_picture_keeps_the_labels_and_lists_the_classes_present() -> None
     ]
 
 
+def test_one_legend_model_with_shares_and_void() -> None:
+    labels = np.zeros((10, 10), dtype=np.uint8)
+    labels[:, 6:] = 2
+    labels[0, :5] = 255
+    every = viz.legend(SYNTHETIC)
+    assert [e.name for e in every][-1] == "void (ignored)" and every[0].share is None
+    assert len(every) == SYNTHETIC.num_classes + 1
+    present = viz.legend(SYNTHETIC, labels)
+    assert [(e.label, e.pixels) for e in present] == [(0, 55), (2, 40), (255, 5)]
+    assert abs(sum(e.share for e in present) - 1) < 1e-9
+    ranked = viz.legend(SYNTHETIC, labels, absent=True, by_share=True)
+    assert [e.label for e in ranked] == [0, 2, 255, 1, 3] and ranked[-1].share == 0
+    assert [(e.name, e.rgb) for e in present] == viz.legend_entries(SYNTHETIC, labels)
+
+
 def test_legend_picture_on_an_image_and_with_many_classes() -> None:
     labels = np.arange(11, dtype=np.uint8).repeat(40).reshape(1, -1).repeat(30, axis=0)
     image = np.full((*labels.shape, 3), 100, np.uint8)

@@ -144,7 +144,7 @@ def test_the_working_size_of_a_split_and_of_the_builtin_model() -> None:
     scan = SplitScan([], [], __import__("collections").Counter({(360, 480): 3, (100, 90): 1}),
                      np.zeros(1), np.zeros(1), np.zeros(1))  # fmt: skip
     assert scan.median_long_side == 480
-    from fcnseg.checkpoint import load_checkpoint
+    from fcnseg.zoo import load_checkpoint
 
     ckpt = load_checkpoint("camvid_lite2")  # a built-in: its manifest records it
     assert ckpt["working_size"] == 480

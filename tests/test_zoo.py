@@ -13,10 +13,11 @@ import torch
 from conftest import train_args
 
 from fcnseg import zoo
-from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
+from fcnseg.checkpoint import model_from_checkpoint
 from fcnseg.cli import main
 from fcnseg.data.info import DatasetInfo
 from fcnseg.errors import CheckpointError, FcnsegError
+from fcnseg.zoo import load_checkpoint
 from fcnseg.zoo.__main__ import main as zoo_main
 from fcnseg.zoo.ship import evaluate_on_test, ship_model
 

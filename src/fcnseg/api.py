@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
+from fcnseg.checkpoint import model_from_checkpoint
 from fcnseg.data.info import DatasetInfo
 from fcnseg.errors import FcnsegError
 from fcnseg.inference import (
@@ -90,7 +90,7 @@ def load(
         given["device"] = str(device)
     config = make_config(None, given)
     config.runtime()  # bad options fail before the (large) file is read
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = zoo.load_checkpoint(checkpoint)
     model, info = model_from_checkpoint(ckpt, checkpoint)
     return Segmenter(
         model,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from torch import nn
 
 from fcnseg.data.info import MAX_CLASSES, DatasetInfo
 from fcnseg.errors import CheckpointError
-from fcnseg.files import atomic_write
+from fcnseg.files import atomic_write, load_tensors
 from fcnseg.models import build_model
 
 __all__ = ["atomic_write", "load_checkpoint", "model_from_checkpoint", "save_checkpoint"]
@@ -45,26 +44,25 @@ def save_checkpoint(path: str | Path, model: nn.Module, info: DatasetInfo, **ext
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint; CheckpointError with a one-line reason otherwise.
 
-    ``path`` may also be the name of a built-in model (``fcnseg models``), e.g. ``camvid_lite0``.
-    The file is read once: the state is loaded from the same bytes whose SHA-256 is returned as
-    ``ckpt["sha256"]``, so an export cached under that digest (:mod:`fcnseg.inference.export_cache`) is
-    made from what the digest names, even if the file is replaced meanwhile.
+    A file path only: a built-in model's name is resolved above this layer
+    (:func:`fcnseg.zoo.load_checkpoint`, which the API and the commands call). The file is read
+    once: the state is loaded from the same bytes whose SHA-256 is returned as ``ckpt["sha256"]``,
+    so an export cached under that digest (:mod:`fcnseg.inference.export_cache`) is made from what
+    the digest names, even if the file is replaced meanwhile.
     """
     if not isinstance(path, str | os.PathLike) or not str(path).strip():
         raise CheckpointError(
             f"checkpoint must be a file path or a built-in model name, got {path!r}"
         )
-    given, path = path, _builtin_or_path(path)
+    path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found{_did_you_mean(given)}")
+        raise CheckpointError(f"{path}: checkpoint not found")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    try:
-        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle with code, not a torch file...
-        raise CheckpointError(f"{path}: not a readable fcnseg checkpoint ({_why(exc)})") from exc
+    # Loaded from the bytes that are hashed below: the digest names exactly what was read.
+    ckpt = load_tensors(io.BytesIO(data), CheckpointError, "not a readable fcnseg checkpoint", path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an fcnseg checkpoint (no '{FORMAT}' marker)")
     for key in ("arch", "dataset", "model"):
@@ -72,17 +70,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             raise CheckpointError(f"{path}: checkpoint lacks '{key}'")
     _check_record(ckpt, path)
     ckpt["sha256"] = hashlib.sha256(data).hexdigest()
-    return _with_manifest(_upcast(ckpt), path)
-
-
-def _why(exc: Exception) -> str:
-    """The point of torch.load's message: its first line is boilerplate for pickled code."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
-        # PyTorch's own wording names the culprit on a later line ("... GLOBAL posix.system ...").
-        detail = next((line for line in lines if "GLOBAL" in line or "nsupported" in line), "")
-        return f"it contains pickled code (not allowed: weights_only){': ' if detail else ''}{detail[:200]}"
-    return (lines or [type(exc).__name__])[0][:200]
+    return _upcast(ckpt)
 
 
 # A crafted record could ask for a model of a billion classes or channels: the sizes a checkpoint
@@ -115,39 +103,7 @@ def _check_record(ckpt: dict[str, Any], path: Path) -> None:
         raise CheckpointError(f"{path}: 'model' must map tensor names to tensors")
 
 
-# Built-in models (fcnseg.zoo): a name that is not an existing path resolves to the shipped,
-# sha256-checked file; shipped states are stored in fp16 and handed out in fp32.
-def _builtin_or_path(path: str | Path) -> Path:
-    from fcnseg import zoo
-
-    return zoo.resolve(path)
-
-
-def _did_you_mean(given: str | Path) -> str:
-    """``; did you mean camvid_lite2?`` for a name close to a built-in model's, else ``""``."""
-    import difflib
-
-    from fcnseg import zoo
-
-    text = str(given)
-    if "/" in text or "\\" in text or Path(text).suffix == ".pt":
-        text = Path(text).stem  # camvid_lite.pt, ./camvid-lite2: the name part
-    names = [m.name for m in zoo.builtin_models()]
-    close = difflib.get_close_matches(text.lower().replace("-", "_"), names, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}? (fcnseg models lists the built-in models)" if close else ""
-
-
-def _with_manifest(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
-    """A built-in model's checkpoint, with what its manifest records and the file does not
-    (``working_size``: shipped files stay bit-identical when the manifest learns more)."""
-    from fcnseg import zoo
-
-    model = zoo.builtin_for_file(path)
-    if model is not None and "working_size" not in ckpt and "working_size" in model.manifest:
-        ckpt["working_size"] = model.manifest["working_size"]
-    return ckpt
-
-
+# Shipped states are stored in fp16 and handed out in fp32.
 def _upcast(ckpt: dict[str, Any]) -> dict[str, Any]:
     if ckpt.get("storage") == "fp16":
         ckpt["model"] = {

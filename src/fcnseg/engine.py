@@ -88,6 +88,7 @@ def evaluate(
     loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
     reduce: Callable[[Tensor], Tensor] | None = None,
     on_batch: Callable[[Tensor], None] | None = None,
+    on_pred: Callable[[Tensor], None] | None = None,
 ) -> Evaluation:
     """One pass over ``loader`` at the targets' resolution, summed over processes once.
 
@@ -103,6 +104,8 @@ def evaluate(
             pixels that are not ignored.
         reduce: sums a tensor across processes (``fabric.all_reduce``); None for one process.
         on_batch: called with each batch's confusion matrix (e.g. per-image scores).
+        on_pred: called with each batch's labels ``(N, H, W)`` (e.g. the pictures of a
+            training run: drawn from this pass, not from a forward of their own).
     """
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of loss x pixels, pixels)
@@ -116,6 +119,8 @@ def evaluate(
             loss_sum += torch.tensor([float(loss_fn(scores.float(), target)) * pixels, pixels])
         if on_batch is not None:
             on_batch(part)
+        if on_pred is not None:
+            on_pred(pred)
     if reduce is not None:
         cm = reduce(cm)
         loss_sum = reduce(loss_sum)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
+from fcnseg.checkpoint import model_from_checkpoint
 from fcnseg.data import DatasetInfo, Sample, open_dataset, scan_split
 from fcnseg.data.dataset import to_tv_tensors
 from fcnseg.data.scan import Decoded
@@ -77,7 +77,7 @@ def evaluate_checkpoint(
              "batch_size": batch_size, "calibration": calibration}  # fmt: skip
     config = make_config(None, given)
     dev = config.runtime()  # bad options fail before the checkpoint is read
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = zoo.load_checkpoint(checkpoint)
     model, info = model_from_checkpoint(ckpt, checkpoint)
     layout = open_dataset(data)
     if layout.info.class_names != info.class_names:

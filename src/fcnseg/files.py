@@ -1,10 +1,18 @@
 """Writing files safely: atomic replacement, durable on power loss, readable by the group.
 
-Every file fcnseg writes goes through :func:`atomic_write`: the content goes to a temporary file
-in the same folder, is flushed to disk (``fsync``), then renamed over the target, and the folder
-entry is flushed too. A reader (or a resumed run) sees the old file or the new one, never a
-partial or empty one. Temporary names start with a dot and end in ``.tmp`` so that a run folder
-can recognise and remove the leftovers of a kill (:func:`remove_temporaries`).
+Every file fcnseg writes whole (checkpoints, pictures, metrics, configs, JSON, videos) goes
+through :func:`atomic_write`: the content goes to a temporary file in the same folder, is flushed
+to disk (``fsync``), then renamed over the target, and the folder entry is flushed too. A reader
+(or a resumed run) sees the old file or the new one, never a partial or empty one. Temporary
+names start with a dot and end in ``.tmp`` so that a run folder can recognise and remove the
+leftovers of a kill (:func:`remove_temporaries`).
+
+The exceptions are written under a temporary name and renamed into place by their own modules:
+folders (a video's label frames, :mod:`fcnseg.video`; an unzipped dataset,
+:mod:`fcnseg.data.download`), a download's ``.part`` file (appended to, so that a broken
+download resumes), and a model being shipped (:mod:`fcnseg.zoo.ship`: evaluated under its
+temporary name before it replaces the old one). The demo's synthetic dataset
+(:mod:`fcnseg.data.synthetic`) is written file by file into a folder of its own.
 
 The output rule (:func:`check_output_file`, checked before any work): fcnseg writes only
 regular files; it never writes over one of the command's own inputs (the same file by any name:
@@ -16,14 +24,17 @@ A symlink given as an output is written through, as a shell redirection would.
 from __future__ import annotations
 
 import errno
+import hashlib
+import io
 import os
+import pickle
 import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import FcnsegError, first_line
 
 TMP_SUFFIX = ".tmp"
 PNG_MARK = "fcnseg"  # the ``Software`` text chunk of every PNG fcnseg writes: "this one is ours"
@@ -63,6 +74,44 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
         if isinstance(exc, OSError) or _is_write_failure(exc):
             raise OutputError(f"{path}: cannot write ({_reason(exc, path)})") from exc
         raise
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (``algorithm``: a :mod:`hashlib` name), read in chunks:
+    the one file hash of the toolkit (shipped models, downloads, duplicate images)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_tensors(
+    source: str | Path | io.BytesIO,
+    error: type[FcnsegError],
+    what: str,
+    name: str | Path | None = None,
+) -> object:
+    """``torch.load(source, map_location="cpu", weights_only=True)``: the one way fcnseg reads a
+    PyTorch file (checkpoints, weight files), from a path or from bytes already read (``name``
+    then says which file). No pickled code runs; any failure (a truncated zip, code in the
+    pickle, not a torch file) is ``error("NAME: WHAT (why)")``."""
+    import torch  # here: the rest of this module is needed where torch is not
+
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise error(f"{name if name is not None else source}: {what} ({_why(exc)})") from exc
+
+
+def _why(exc: Exception) -> str:
+    """The point of torch.load's message: its first line is boilerplate for pickled code."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
+        # PyTorch's own wording names the culprit on a later line ("... GLOBAL posix.system ...").
+        detail = next((line for line in lines if "GLOBAL" in line or "nsupported" in line), "")
+        return f"it contains pickled code (not allowed: weights_only){': ' if detail else ''}{detail[:200]}"
+    return (lines or [type(exc).__name__])[0][:200]
 
 
 def save_png(array, path: str | Path) -> None:
@@ -286,8 +335,7 @@ def _reason(exc: BaseException, path: Path) -> str:
         return exc.strerror.lower()
     if "unexpected pos" in str(exc):  # torch's zip writer lost a write, and with it the errno
         return "the write was cut short: is the disk full, or a quota or file-size limit reached?"
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return first[:200]
+    return first_line(exc, 200)
 
 
 def _disk_full(path: Path) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -22,9 +23,8 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from fcnseg.checkpoint import atomic_write  # noqa: E402
 from fcnseg.data.info import DatasetInfo  # noqa: E402
-from fcnseg.files import PNG_MARK  # noqa: E402
+from fcnseg.files import PNG_MARK, atomic_write  # noqa: E402
 
 VOID_COLOR = (0, 0, 0)
 # When a class already uses black, void takes the first of these its palette leaves free.
@@ -56,21 +56,58 @@ def overlay(
     return blend.round().astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class LegendEntry:
+    """One line of a legend: a class (or void, ``label`` = the ignore label) and its colour;
+    with label maps, its pixels and their share of all pixels (else None)."""
+
+    label: int
+    name: str
+    rgb: tuple[int, int, int]
+    pixels: int | None = None
+    share: float | None = None
+
+
+def legend(
+    info: DatasetInfo,
+    labels: np.ndarray | None = None,
+    *,
+    absent: bool = False,
+    by_share: bool = False,
+) -> list[LegendEntry]:
+    """The one legend model of every picture (matplotlib panels, PIL pictures, the app's table).
+
+    Args:
+        info: the classes, their palette and the ignore label.
+        labels: a label map ``(H, W)``; None: every class and void, without shares.
+        absent: with ``labels``, also the classes (and void) that are not in it (share 0).
+        by_share: largest share first (ties by id); otherwise by id, void last.
+    """
+    ids = [*range(info.num_classes), info.ignore_index]
+    if labels is None:
+        return [LegendEntry(i, *_name_and_colour(info, i)) for i in ids]
+    values, counts = np.unique(np.asarray(labels), return_counts=True)
+    pixels = dict(zip(values.tolist(), counts.tolist(), strict=True))
+    total = max(int(counts.sum()), 1)
+    entries = [
+        LegendEntry(i, *_name_and_colour(info, i), pixels.get(i, 0), pixels.get(i, 0) / total)
+        for i in ids
+        if absent or pixels.get(i, 0)
+    ]
+    return sorted(entries, key=lambda e: -(e.pixels or 0)) if by_share else entries
+
+
+def _name_and_colour(info: DatasetInfo, label: int) -> tuple[str, tuple[int, int, int]]:
+    if label < info.num_classes:
+        return info.class_names[label], tuple(info.palette[label])
+    return VOID_NAME, void_color(info)
+
+
 def legend_entries(
     info: DatasetInfo, labels: np.ndarray | None = None
 ) -> list[tuple[str, tuple[int, int, int]]]:
     """``(name, rgb)`` of every class and void, or of those present in ``labels`` ``(H, W)``."""
-    if labels is None:
-        ids = [*range(info.num_classes), info.ignore_index]
-    else:
-        ids = [i for i in np.unique(np.asarray(labels)).tolist() if i < info.num_classes]
-        ids += [info.ignore_index] if (np.asarray(labels) == info.ignore_index).any() else []
-    return [
-        (info.class_names[i], info.palette[i])
-        if i < info.num_classes
-        else (VOID_NAME, void_color(info))
-        for i in ids
-    ]
+    return [(e.name, e.rgb) for e in legend(info, labels)]
 
 
 def legend_handles(info: DatasetInfo, labels: np.ndarray | None = None) -> list[Patch]:

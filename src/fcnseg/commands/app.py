@@ -56,11 +56,10 @@ def run(args: argparse.Namespace) -> int:
                 "(a checkpoint written by fcnseg train)"
             )
         checkpoints = [best.name]
-    from fcnseg.checkpoint import load_checkpoint
 
     config.runtime()  # device, precision and backend can run together here
     for ckpt in checkpoints:  # models load on first use; a bad file must not wait until then
-        load_checkpoint(ckpt)
+        zoo.load_checkpoint(ckpt)
     app.check_port(args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from fcnseg.checkpoint import load_checkpoint, model_from_checkpoint
+from fcnseg.checkpoint import model_from_checkpoint
 from fcnseg.errors import FcnsegError
 from fcnseg.files import check_output_file
+from fcnseg.zoo import load_checkpoint
 
 MIN_OPSET = 18  # torch.onnx's dynamo exporter writes opset 18 and newer
 

@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tqdm import tqdm
-
 from fcnseg.inference.video import VideoInfo, check_outputs, is_video, probe
+from fcnseg.progress import progress_bar
 
 if TYPE_CHECKING:
     from fcnseg.api import Segmenter
@@ -69,7 +68,7 @@ def predict_videos(
         target = out / f"{name}_overlay.mp4"
         frames_dir = out / f"{name}_labels" if args.save_frames else None
         start = time.perf_counter()
-        with tqdm(total=info.frames or None, desc=path.name, unit="frame") as bar:
+        with progress_bar(total=info.frames or None, desc=path.name, unit="frame") as bar:
             done = segment_video(
                 seg,
                 path,

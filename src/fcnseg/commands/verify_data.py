@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from collections import defaultdict
 
 from fcnseg.data import median_frequency_weights, open_dataset, scan_split
 from fcnseg.data.scan import SplitScan
+from fcnseg.files import file_digest
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,10 +30,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "folders with a dataset.yaml",
     )
     p.set_defaults(func=run)
-
-
-def _sha1(path) -> str:
-    return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
 def format_audit(layout, scans: dict[str, SplitScan]) -> str:
@@ -84,7 +80,7 @@ def find_cross_split_duplicates(scans: dict[str, SplitScan]) -> list[str]:
     where: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for split, scan in scans.items():
         for sample in scan.samples:
-            where[_sha1(sample.image)].append((split, sample.image.name))
+            where[file_digest(sample.image, "sha1")].append((split, sample.image.name))
     out = []
     for places in where.values():
         if len({s for s, _ in places}) > 1:

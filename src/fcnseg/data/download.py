@@ -19,9 +19,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tqdm import tqdm
-
 from fcnseg.errors import DataError
+from fcnseg.files import file_digest
+from fcnseg.progress import progress_bar
 
 CHUNK = 1 << 16
 TIMEOUT_S = 30
@@ -119,14 +119,13 @@ def _download(source: Source, part: Path, archive: Path, progress: bool) -> None
         part.parent.mkdir(parents=True, exist_ok=True)  # only now: offline leaves nothing
         with (
             open(part, "ab" if start else "wb") as out,
-            tqdm(
+            progress_bar(
                 total=total,
                 initial=start,
                 unit="B",
                 unit_scale=True,
                 desc=source.name,
-                disable=not progress,
-                leave=False,
+                enabled=progress,
             ) as bar,
         ):
             while chunk := _read(response):
@@ -152,7 +151,7 @@ def _read(response: http.client.HTTPResponse) -> bytes:
 def _check_sha256(path: Path, source: Source, *, ours: bool) -> None:
     if source.sha256 is None:
         return
-    got = file_sha256(path)
+    got = file_digest(path)
     if got != source.sha256.lower():
         if ours:
             path.unlink()  # a download of ours that cannot be right; resuming it cannot help
@@ -163,20 +162,11 @@ def _check_sha256(path: Path, source: Source, *, ours: bool) -> None:
         )
 
 
-def file_sha256(path: Path) -> str:
-    """The file's sha256 as hex, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def content_digest(root: Path, folders: tuple[str, ...]) -> tuple[str, int]:
     """sha256 over the sorted lines ``FOLDER/NAME FILE_SHA256`` of every file in ``folders``,
     and the number of files: the same for the same files, however they were zipped."""
     lines = [
-        f"{folder}/{p.name} {file_sha256(p)}\n"
+        f"{folder}/{p.name} {file_digest(p)}\n"
         for folder in sorted(folders)
         if (root / folder).is_dir()
         for p in sorted((root / folder).iterdir())

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fcnseg.data.info import DatasetInfo
-from fcnseg.errors import DataError
+from fcnseg.errors import DataError, first_line
 
 # Images in these modes are converted to RGB rather than refused.
 CONVERTIBLE = {
@@ -91,8 +91,8 @@ def _decode_errors(path: Path) -> Iterator[None]:
     except IsADirectoryError as exc:
         raise DataError(f"{path}: is a folder, not an image") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DataError(f"{path}: unreadable or truncated image ({first[:200]})") from exc
+        first = first_line(exc, 200)
+        raise DataError(f"{path}: unreadable or truncated image ({first})") from exc
 
 
 def read_image(path: str | Path) -> np.ndarray:

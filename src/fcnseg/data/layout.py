@@ -33,7 +33,6 @@ from fcnseg.data.pairs import (  # re-exported: the names other modules know thi
     find_pairs,
     first_problem,
     list_images,
-    pair_files,
     pair_key,
 )
 from fcnseg.errors import DataError
@@ -49,7 +48,6 @@ __all__ = [
     "first_problem",
     "list_images",
     "open_dataset",
-    "pair_files",
     "pair_key",
 ]
 

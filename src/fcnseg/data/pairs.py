@@ -124,11 +124,3 @@ def _by_stem(paths: list[Path], problems: list[str]) -> dict[str, Path]:
         else:
             out[path.stem] = path
     return out
-
-
-def pair_files(images_dir: Path, masks_dir: Path) -> list[Sample]:
-    """Pair images and masks by file stem; DataError naming the first problem and the count."""
-    samples, problems = find_pairs(images_dir, masks_dir)
-    if problems:
-        raise DataError(first_problem(problems))
-    return samples

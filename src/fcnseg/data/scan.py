@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from fcnseg.data.info import DatasetInfo
 from fcnseg.data.io import read_image, read_mask
 from fcnseg.data.layout import Sample, first_problem
 from fcnseg.errors import DataError
+from fcnseg.progress import progress_bar
 
 
 @dataclass
@@ -119,12 +119,11 @@ def scan_split(
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
         results = pool.map(lambda s: _try_decode(s, info), samples)
-        for sample, result in tqdm(
+        for sample, result in progress_bar(
             zip(samples, results, strict=True),
             total=len(samples),
             desc=progress,
-            disable=progress is None,
-            leave=False,
+            enabled=progress is not None,
         ):
             if isinstance(result, DataError):
                 skipped.append(str(result))

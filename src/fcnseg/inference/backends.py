@@ -263,7 +263,7 @@ def load_backend(
     ``calibration`` images (default: the checkpoint's training images), see
     :mod:`fcnseg.inference.quantize`.
     """
-    from fcnseg.inference import prepare
+    from fcnseg.inference.core import prepare
     from fcnseg.inference.precision import check_bf16
 
     device = device if device is not None else torch.device("cpu")

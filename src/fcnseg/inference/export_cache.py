@@ -53,9 +53,7 @@ def file_digest(path: str | Path) -> str:
 @functools.lru_cache(maxsize=1)
 def export_digest() -> str:
     """SHA-256 over the fcnseg sources that shape the exported graph, and torch's version."""
-    import fcnseg
-
-    root = Path(fcnseg.__file__).parent
+    root = Path(__file__).resolve().parents[1]  # the fcnseg package
     h = hashlib.sha256(f"torch {torch.__version__}".encode())
     for name in _EXPORT_SOURCES:
         paths = sorted((root / name).rglob("*.py")) if (root / name).is_dir() else [root / name]

@@ -14,7 +14,7 @@ image is.
 Example:
     >>> import fcnseg
     >>> from fcnseg.inference.video import segment_video
-    >>> seg = fcnseg.load("camvid_lite0")  # doctest: +SKIP
+    >>> seg = fcnseg.load("camvid_lite2")  # doctest: +SKIP
     >>> segment_video(seg, "clip.mp4", "out/clip_overlay.mp4")  # doctest: +SKIP
     VideoInfo(frames=300, rate=Fraction(30, 1), width=640, height=360)
 """

@@ -22,7 +22,7 @@ from fcnseg.models.weights_sources import pypi_package, timm_hub, torchvision_vg
 
 VGG16_OPTIONS = ("dropout", "fc_channels", "input_scale")
 TIMM_OPTIONS = ("head_channels", "input_scale")
-LITE_OPTIONS = ("head_channels", "skip4", "input_scale")
+LITE_OPTIONS = ("head_channels", "input_scale")
 
 
 def fcn_vgg16(
@@ -136,7 +136,6 @@ def fcn_efficientnet_lite(
     num_classes: int,
     weights_backbone: str | os.PathLike[str] | None = None,
     head_channels: int | None = 128,
-    skip4: bool = True,
     input_scale: float = 1.0,
 ) -> FCN:
     """FCN-8s on EfficientNet-Lite``version`` (timm's ``tf_efficientnet_lite{version}``).
@@ -146,7 +145,8 @@ def fcn_efficientnet_lite(
     :func:`~fcnseg.models.timm_backbones.lite_to_timm`; inputs are scaled as ``(x - 127) / 128``,
     the preprocessing those weights were trained with. By default a small head (3x3 conv of 128 +
     BN + ReLU per level) and an extra stride-4 skip, which measured better on CamVid than plain
-    1x1 score layers. ``input_scale``: see :class:`FCN`.
+    1x1 score layers (an FCN-8s without the stride-4 skip is no longer an option: no recipe,
+    flag or shipped model used it). ``input_scale``: see :class:`FCN`.
     """
     from fcnseg.models.state_files import load_state_file
     from fcnseg.models.timm_backbones import (
@@ -167,14 +167,13 @@ def fcn_efficientnet_lite(
             state = lite_to_timm(state, stage_repeats(backbone.body))
         backbone.load_backbone_state(state, str(path))
     c = backbone.channels
-    variant = 4 if skip4 else 8
     return FCN(
         backbone,
         c,
         None,
         c["pool5"],
         num_classes,
-        variant,
+        4,  # the extra stride-4 skip
         LITE_MEAN,
         LITE_STD,
         head_channels,

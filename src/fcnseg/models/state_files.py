@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
-from fcnseg.errors import WeightsError, first_line
+from fcnseg.errors import WeightsError
+from fcnseg.files import load_tensors
 
 
 def load_state_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
@@ -18,11 +18,7 @@ def load_state_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         raise WeightsError(
             f"{path}: weights file not found (expected 'imagenet', 'none' or a path)"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = first_line(exc)
-        raise WeightsError(f"{path}: cannot be read as a PyTorch state dict ({first})") from exc
+    state = load_tensors(path, WeightsError, "cannot be read as a PyTorch state dict")
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{path}: not a state dict of tensors")
     return state

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+
+from fcnseg.progress import progress_bar
 
 FP16_MAX = 60000.0
 
@@ -74,14 +75,16 @@ class FeatureCache(Dataset):
         targets: list[Tensor] = []
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
         variants = (False, True) if flips else (False,)
-        with tqdm(total=len(dataset) * len(variants), desc=desc, disable=desc is None) as bar:
+        with progress_bar(
+            total=len(dataset) * len(variants), desc=desc, enabled=desc is not None
+        ) as bar:
             for flip in variants:
                 for image, target in loader:
                     if flip:
                         image, target = image.flip(-1), target.flip(-1)
                     for k, v in frozen_features(model, freeze, image.to(device)).items():
                         chunks.setdefault(k, []).append(v.cpu())
-                    targets.append(target.to(torch.uint8 if target.max() < 256 else torch.int16))
+                    targets.append(target.to(torch.uint8))  # ids and ignore label <= 255
                     bar.update(image.shape[0])
         model.train(was_training)  # a frozen part stays in eval mode: the model sees to it
         feats = {k: torch.cat(v) for k, v in chunks.items()}

@@ -28,12 +28,13 @@ from fcnseg.data.transforms import eval_transform, train_transform
 from fcnseg.engine import evaluate, train_one_epoch
 from fcnseg.errors import first_line
 from fcnseg.metrics import metrics_from_confusion
+from fcnseg.progress import progress_bar
 from fcnseg.training import setup
 from fcnseg.training.config import ConfigError, TrainConfig, absolute_paths, resolve
 from fcnseg.training.diagnostics import CollapseWatch
 from fcnseg.training.feature_cache import FeatureCache, cacheable
 from fcnseg.training.repro import run_info, seed_epoch
-from fcnseg.training.run_folder import CURVES, LAST, Progress, RunFolder, check_target
+from fcnseg.training.run_folder import CURVES, LAST, PICTURE, Progress, RunFolder, check_target
 from fcnseg.training.schedule import LRSchedule
 
 
@@ -232,6 +233,9 @@ class Session:
             sorted({int(i) for i in np.linspace(0, len(self.val_ds) - 1, k).round()}) if k else []
         )
         self.watch = CollapseWatch(info_.class_names)
+        # The labels the last validation pass gave the picture's images; kept in the commit
+        # record, so a resume that must redraw the picture needs no forward of its own.
+        self.picture: dict[int, torch.Tensor] = dict(ckpt.get(PICTURE) or {}) if ckpt else {}
 
     # -- the epochs ------------------------------------------------------------------------------
 
@@ -259,6 +263,7 @@ class Session:
                 working_size=self.data.train.median_long_side,
                 config=cfg.to_dict(),
                 run_info=self.run_info,
+                last_only={PICTURE: self.picture},
             )
             self.draw(folder)
             self.fabric.log_dict({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
@@ -276,11 +281,10 @@ class Session:
         train_loader, val_loader = self._loaders(train_ds, val_ds, epoch, workers)
         t0 = time.perf_counter()
         self.model.train()  # frozen parts stay in eval mode: the model sees to it
-        with tqdm(
+        with progress_bar(
             total=len(train_loader),
             desc=f"epoch {epoch}/{cfg.epochs}",
-            disable=not self.fabric.is_global_zero,
-            leave=False,
+            enabled=self.fabric.is_global_zero,
         ) as bar:
 
             def on_step(step: int, loss: float) -> None:
@@ -299,6 +303,7 @@ class Session:
                 on_step=on_step,
             )
         self.model.eval()
+        kept, keep = self._picture_keeper(len(val_ds))
         result = evaluate(
             self._val_forward(),
             val_loader,
@@ -306,7 +311,9 @@ class Session:
             self.data.info.ignore_index,
             loss_fn=self.loss_fn,
             reduce=self._sum if self.fabric.world_size > 1 else None,
+            on_pred=keep,
         )
+        self.picture = self._gathered(kept)
         m = metrics_from_confusion(result.confusion, self.data.info.class_names)
         row = {
             "epoch": epoch,
@@ -383,6 +390,31 @@ class Session:
 
         return forward
 
+    def _picture_keeper(self, length: int) -> tuple[dict[int, torch.Tensor], Callable]:
+        """A dict, and the ``on_pred`` that fills it with the labels of the picture's images.
+
+        The validation loader takes this process's share (:class:`ShardSampler`) in order, so
+        the n-th label image of the pass is the n-th index of that share.
+        """
+        fabric, wanted, kept = self.fabric, set(self.vis_idx), {}
+        order = iter(ShardSampler(length, fabric.global_rank, fabric.world_size))
+
+        def keep(pred: torch.Tensor) -> None:
+            for labels in pred:
+                index = next(order)
+                if index in wanted:
+                    kept[index] = labels.to(torch.uint8).cpu()
+
+        return kept, keep
+
+    def _gathered(self, kept: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """Every process's picture labels, on every process (a few small arrays)."""
+        if self.fabric.world_size == 1:
+            return kept
+        parts: list[Any] = [None] * self.fabric.world_size
+        torch.distributed.all_gather_object(parts, kept)
+        return {i: labels for part in parts for i, labels in part.items()}
+
     def _sum(self, t: torch.Tensor) -> torch.Tensor:
         return self.fabric.all_reduce(t.to(self.fabric.device), reduce_op="sum").cpu()
 
@@ -430,40 +462,30 @@ class Session:
             for message in self.watch.check(cm):
                 self.say(f"warning: {message}")
 
-    @torch.no_grad()
     def draw(self, folder: RunFolder) -> None:
-        """The epoch's picture (fixed validation images: image | truth | prediction), curves."""
+        """The epoch's picture (fixed validation images: image | truth | prediction), curves.
+
+        The predictions are the validation pass's own (:attr:`picture`, also kept in the
+        commit record): drawing runs no forward, so it can neither differ from the metrics nor
+        disturb the model (BatchNorm statistics on resume).
+        """
         if not self.fabric.is_global_zero or not self.progress.history:
             return
-        from fcnseg.inference import predict_batch
         from fcnseg.viz import curves, triplet_panel
 
         row, info = self.progress.history[-1], self.data.info
-        # Eval mode: on resume this runs before any epoch, with the model fresh in train mode,
-        # where BatchNorm would use (and move) batch statistics and change the rest of the run.
-        self.model.eval()
-        if self.vis_idx:
+        epoch = int(row["epoch"])
+        if self.vis_idx and all(i in self.picture for i in self.vis_idx):
             rows = []
-            cache = self.caches.get("val") if self.use_cache else None
             for i in self.vis_idx:
                 image, target = self.val_ds[i]
-                if cache is None:
-                    pred = predict_batch(self.net, image[None])[0]
-                else:  # the validation's own path: the frozen part's outputs are cached
-                    pred = self._decode_cached(cache, i, tuple(target.shape[-2:]))
                 rgb = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-                rows.append((rgb, target.numpy(), pred))
-            title = f"epoch {int(row['epoch'])}: {self.data.val_split} mean IU {row['mean_iu']:.3f}"
-            triplet_panel(rows, info, folder.picture_path(int(row["epoch"])), title=title)
+                rows.append((rgb, target.numpy(), self.picture[i].numpy()))
+            title = f"epoch {epoch}: {self.data.val_split} mean IU {row['mean_iu']:.3f}"
+            triplet_panel(rows, info, folder.picture_path(epoch), title=title)
+        elif self.vis_idx:  # resumed from a checkpoint of fcnseg 0.2 or older
+            self.say(f"no picture for epoch {epoch}: its checkpoint holds no validation labels")
         curves(self.progress.history, folder.path / CURVES, val_split=self.data.val_split)
-
-    def _decode_cached(self, cache: FeatureCache, index: int, size: tuple[int, int]) -> np.ndarray:
-        """Labels of cached validation image ``index`` (``size``: its height and width)."""
-        feats, _ = cache[index]
-        device = next(self.net.parameters()).device
-        with self.fabric.autocast():
-            logits = self.net.decode({k: v[None].to(device) for k, v in feats.items()}, size)
-        return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
 
 
 def _workers(cfg: TrainConfig) -> int:

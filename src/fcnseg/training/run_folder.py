@@ -5,7 +5,8 @@ Files: ``config.yaml`` (resolved options and run info), ``metrics.csv`` (one row
 ``img/epoch_NNN.png`` and ``curves.png`` (pictures), ``tensorboard/`` (optional), ``.lock``.
 
 ``checkpoint_last.pt`` is the commit record. It holds the weights and the optimizer, and also the
-metrics of every epoch so far and which epoch is the best. An epoch's bookkeeping runs:
+metrics of every epoch so far, which epoch is the best and the labels that the epoch's validation
+pass gave the picture's images (so that a resume redraws the picture without a forward). An epoch's bookkeeping runs:
 
 1. if the epoch is the best so far, its checkpoint is written as ``.checkpoint_best.eNNNN.pt``;
 2. ``checkpoint_last.pt`` is written: the epoch is committed;
@@ -41,6 +42,7 @@ CONFIG = "config.yaml"
 METRICS = "metrics.csv"
 CURVES = "curves.png"
 LOCK = ".lock"
+PICTURE = "picture_labels"  # checkpoint_last.pt: {val index: (H, W) uint8 labels} for img/
 METRIC_COLUMNS = [
     "epoch",
     "train_loss",
@@ -234,15 +236,27 @@ class RunFolder:
 
     # -- an epoch's bookkeeping ------------------------------------------------------------------
 
-    def commit(self, net, info, progress: Progress, improved: bool, **state: Any) -> None:
-        """Steps 1-4 (see the module's description) for the epoch ``progress`` ends with."""
+    def commit(
+        self,
+        net,
+        info,
+        progress: Progress,
+        improved: bool,
+        last_only: dict[str, Any] | None = None,
+        **state: Any,
+    ) -> None:
+        """Steps 1-4 (see the module's description) for the epoch ``progress`` ends with.
+
+        ``state`` goes into both checkpoints; ``last_only`` (what only a resume needs, such as
+        the picture's labels) into the commit record alone.
+        """
         if not self.writer:
             return
         extra = {**state, **progress.state()}
         pending = self.path / f".checkpoint_best.e{progress.epoch:04d}.pt"
         if improved:
             save_checkpoint(pending, net, info, **extra)
-        save_checkpoint(self.path / LAST, net, info, **extra)
+        save_checkpoint(self.path / LAST, net, info, **extra, **(last_only or {}))
         if improved:
             os.replace(pending, self.path / BEST)
         write_history(self.path, progress.history)

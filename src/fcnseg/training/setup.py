@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fcnseg.checkpoint import load_checkpoint
+from fcnseg import zoo
 from fcnseg.data import DatasetInfo, SplitScan, median_frequency_weights, open_dataset, scan_split
 from fcnseg.data.layout import DatasetLayout
 from fcnseg.errors import DataError, FcnsegError
@@ -94,7 +94,7 @@ def build_run_model(cfg: TrainConfig, info: DatasetInfo) -> nn.Module:
 def init_from(model: nn.Module, path: str) -> str:
     """Copy every tensor of a checkpoint whose name and shape match (staged FCN training)."""
     try:
-        ckpt = load_checkpoint(path)
+        ckpt = zoo.load_checkpoint(path)  # a built-in model's name too
     except FcnsegError as exc:
         raise FcnsegError(f"--init-from {exc}") from exc
     own = model.state_dict()

@@ -8,20 +8,21 @@ sha256 and size. ``python -m fcnseg.zoo ship`` (see :mod:`fcnseg.zoo.ship`) writ
 Example:
     >>> from fcnseg import zoo
     >>> [m.name for m in zoo.builtin_models()]          # doctest: +SKIP
-    ['camvid_lite0']
-    >>> zoo.resolve("camvid_lite0")                     # the checked file  # doctest: +SKIP
+    ['camvid_lite2']
+    >>> zoo.resolve("camvid_lite2")                     # the checked file  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fcnseg.errors import CheckpointError
+from fcnseg.files import file_digest
 
 ZOO_DIR = Path(__file__).resolve().parent
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -81,12 +82,8 @@ def best(root: str | Path | None = None) -> BuiltinModel | None:
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex SHA-256 of a file's bytes (:func:`fcnseg.files.file_digest`)."""
+    return file_digest(path, "sha256")
 
 
 def verify(model: BuiltinModel) -> Path:
@@ -111,6 +108,37 @@ def resolve(path_or_name: str | Path, root: str | Path | None = None) -> Path:
         return path
     model = find(str(path_or_name), root)
     return verify(model) if model is not None else path
+
+
+def load_checkpoint(path_or_name: str | Path) -> dict[str, Any]:
+    """:func:`fcnseg.checkpoint.load_checkpoint` of a checkpoint file or of a built-in model
+    named like ``camvid_lite2`` (its sha256-checked file, with what its manifest records and the
+    file does not: ``working_size``, so shipped files stay bit-identical when the manifest
+    learns more). A missing name close to a built-in one gets "did you mean ...?"."""
+    from fcnseg import checkpoint
+
+    if not isinstance(path_or_name, str | os.PathLike) or not str(path_or_name).strip():
+        return checkpoint.load_checkpoint(path_or_name)  # its one-line refusal
+    path = resolve(path_or_name)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found{_did_you_mean(path_or_name)}")
+    ckpt = checkpoint.load_checkpoint(path)
+    model = builtin_for_file(path)
+    if model is not None and "working_size" not in ckpt and "working_size" in model.manifest:
+        ckpt["working_size"] = model.manifest["working_size"]
+    return ckpt
+
+
+def _did_you_mean(given: str | Path) -> str:
+    """``; did you mean camvid_lite2?`` for a name close to a built-in model's, else ``""``."""
+    import difflib
+
+    text = str(given)
+    if "/" in text or "\\" in text or Path(text).suffix == ".pt":
+        text = Path(text).stem  # camvid_lite.pt, ./camvid-lite2: the name part
+    names = [m.name for m in builtin_models()]
+    close = difflib.get_close_matches(text.lower().replace("-", "_"), names, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}? (fcnseg models lists the built-in models)" if close else ""
 
 
 def builtin_rows(root: str | Path | None = None) -> list[dict[str, Any]]:

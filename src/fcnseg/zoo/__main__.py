@@ -1,9 +1,9 @@
 """``python -m fcnseg.zoo``: list the built-in models, or ship a trained checkpoint as one.
 
-Example (from a source checkout; writes src/fcnseg/zoo/camvid_lite0.{pt,json}):
+Example (from a source checkout; writes src/fcnseg/zoo/camvid_lite2.{pt,json}):
 
-    python -m fcnseg.zoo ship runs/lite0_finetune/checkpoint_best.pt --name camvid_lite0 \\
-        --data ../shared/datasets/dataset1 --recipe configs/dataset1_lite0_finetune.yaml \\
+    python -m fcnseg.zoo ship runs/d1_best_finetune/checkpoint_best.pt --name camvid_lite2 \\
+        --data ../shared/datasets/dataset1 --recipe configs/dataset1_best_finetune.yaml \\
         --tta-scales 0.75 1 1.25 1.5 --tta-flip
 """
 
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert a checkpoint into a built-in model (fp16) + manifest, replacing that name",
     )
     p.add_argument("checkpoint", help="a checkpoint written by fcnseg train")
-    p.add_argument("--name", required=True, help="built-in name, e.g. camvid_lite0")
+    p.add_argument("--name", required=True, help="built-in name, e.g. camvid_lite2")
     p.add_argument("--data", required=True, help="dataset whose test split is evaluated")
     p.add_argument("--recipe", required=True, help="the recipe(s) that trained it")
     p.add_argument("--command", help="the training command (default: recorded in the checkpoint)")

@@ -74,7 +74,7 @@ def ship_model(
 
     Args:
         checkpoint: a checkpoint written by ``fcnseg train``.
-        name: the built-in name (lower case, digits, underscores), e.g. ``camvid_lite0``.
+        name: the built-in name (lower case, digits, underscores), e.g. ``camvid_lite2``.
         data: the dataset whose test split is evaluated (dataset1 for the CamVid models).
         recipe: the recipe(s) that trained it, e.g. ``configs/dataset1_lite0_finetune.yaml``.
         command: the training command; default: the one recorded in the checkpoint.

@@ -318,9 +318,13 @@ def test_large_upload_is_tiled_as_predict_does(tmp_path: Path, monkeypatch) -> N
 
 
 def test_legend_html_lists_every_class_by_share() -> None:
-    html = legend_html(
-        ["sky", "road", "car"], [(1, 2, 3), (4, 5, 6), (7, 8, 9)], np.array([5, 90, 0])
+    from fcnseg.data.info import DatasetInfo
+
+    info = DatasetInfo.from_dict(
+        {"classes": ["sky", "road", "car"], "palette": [[1, 2, 3], [4, 5, 6], [7, 8, 9]]}
     )
+    labels = np.array([0] * 5 + [1] * 90, dtype=np.uint8).reshape(5, 19)
+    html = legend_html(info, labels)
     assert (
         html.index('data-class="road"')
         < html.index('data-class="sky"')
@@ -328,6 +332,11 @@ def test_legend_html_lists_every_class_by_share() -> None:
     )
     assert 'data-pixels="90"' in html and "94.7%" in html and "rgb(4, 5, 6)" in html
     assert 'class="absent" data-class="car" data-pixels="0"' in html
+    assert "void" not in html  # a prediction has no void pixels: no row for it
+    with_void = legend_html(info, np.where(labels == 0, info.ignore_index, labels))
+    assert (
+        'data-class="void (ignored)" data-pixels="5"' in with_void
+    )  # the same legend model as pictures
 
 
 def test_app_without_model_is_one_line(monkeypatch, tmp_path: Path, capsys) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from fcnseg.errors import FcnsegError
+from fcnseg.errors import FcnsegError, first_line
 
 # Inference options the page chooses itself (so ``fcnseg app`` has no flag for them):
 # test-time augmentation is a choice on the page, and one photo runs at a time.
@@ -182,30 +182,27 @@ class _Recent:
         return path
 
 
-def class_shares(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Pixels per class ``(C,)`` int64 in a label map ``(H, W)``."""
-    return np.bincount(labels.ravel(), minlength=256)[:num_classes].astype(np.int64)
-
-
-def legend_html(
-    classes: Sequence[str], palette: Sequence[Sequence[int]], counts: np.ndarray
-) -> str:
-    """The legend: each class's colour, name and share of the pixels, largest share first.
+def legend_html(info: Any, labels: np.ndarray) -> str:
+    """The legend of a label map: each class's colour, name and share of the pixels, largest
+    share first, from the legend model every picture uses (:func:`fcnseg.viz.legend`): absent
+    classes listed too (greyed), void only where present (a prediction has none).
 
     Rows carry ``data-class`` and ``data-pixels`` so tests (and scripts) can read them.
     """
-    total = max(int(counts.sum()), 1)
+    from fcnseg.viz import legend
+
     rows = []
-    for i in sorted(range(len(classes)), key=lambda i: (-counts[i], i)):
-        share = counts[i] / total
-        name, (r, g, b) = html.escape(classes[i]), palette[i]
-        shown = "–" if not counts[i] else "<0.1%" if share < 0.001 else f"{share:.1%}"
+    for e in legend(info, labels, absent=True, by_share=True):
+        if e.label == info.ignore_index and not e.pixels:
+            continue
+        name, (r, g, b) = html.escape(e.name), e.rgb
+        shown = "–" if not e.pixels else "<0.1%" if e.share < 0.001 else f"{e.share:.1%}"
         rows.append(
-            f'<tr class="{"present" if counts[i] else "absent"}" data-class="{name}" '
-            f'data-pixels="{int(counts[i])}"><td style="width: 1.5em"><span class="swatch" '
+            f'<tr class="{"present" if e.pixels else "absent"}" data-class="{name}" '
+            f'data-pixels="{int(e.pixels)}"><td style="width: 1.5em"><span class="swatch" '
             f'style="background: rgb({r}, {g}, {b})"></span></td><td>{name}</td>'
             f'<td class="share">{shown}</td><td style="width: 45%">'
-            f'<div class="bar" style="width: {share * 100:.2f}%; '
+            f'<div class="bar" style="width: {e.share * 100:.2f}%; '
             f'background: rgb({r}, {g}, {b})"></div></td></tr>'
         )
     return (
@@ -256,9 +253,8 @@ class Handlers:
             return None, None, "", _problem(text), None, None
         except Exception as exc:  # the page gets one line; the console gets the details
             traceback.print_exc(file=sys.stderr)
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            first = first_line(exc, 200)
             return None, None, "", _problem(f"{name}: {type(exc).__name__} {first}"), None, None
-        counts = class_shares(labels, len(seg.classes))
         h, w = labels.shape
         status = (
             f"**{html.escape(name)}**, {w}×{h} pixels, segmented in **{seconds:.2f} s** "
@@ -269,7 +265,7 @@ class Handlers:
         return (
             _for_display(seg.overlay(rgb, labels, alpha=float(alpha))),
             _for_display(seg.colorize(labels)),
-            legend_html(seg.classes, seg.palette, counts),
+            legend_html(seg.info, labels),
             status,
             str(self.downloads.save_labels(labels, Path(name).stem or "upload")),
             state,

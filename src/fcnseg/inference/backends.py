@@ -21,13 +21,12 @@ import torch
 from torch import Tensor, nn
 
 from fcnseg.errors import FcnsegError
-from fcnseg.files import OutputError
+from fcnseg.files import OutputError, file_digest
 from fcnseg.inference.export_cache import (
     cache_folder,
     cache_key,
     cacheable,
     check_record,
-    file_digest,
     onnx_stamp,
     remove_older_exports,
     remove_stale_temporaries,

@@ -37,17 +37,7 @@ from fcnseg.files import TMP_SUFFIX
 STAMP_KEY = "fcnseg_cache"
 # Files whose code decides the exported graph: a change in any of them means a new cache key.
 _EXPORT_SOURCES = ("inference/export.py", "models")
-_HASH_CHUNK = 1 << 22
 STALE_TMP_SECONDS = 3600
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)

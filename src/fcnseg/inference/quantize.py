@@ -32,14 +32,13 @@ import torch
 from torch import nn
 
 from fcnseg.errors import FcnsegError
-from fcnseg.files import TMP_SUFFIX
+from fcnseg.files import TMP_SUFFIX, file_digest
 from fcnseg.inference.export_cache import (
     STAMP_KEY,
     cache_folder,
     cache_key,
     cacheable,
     check_record,
-    file_digest,
     parse_stamp,
     remove_older_exports,
     stamp,

@@ -168,9 +168,6 @@ class TrainConfig:
             if f.metadata["model_option"] and getattr(self, f.name) is not None
         }
 
-    def replace(self, **changes: Any) -> TrainConfig:
-        return resolve({**self.to_dict(), **changes})
-
 
 OPTION_NAMES = tuple(f.name for f in TrainConfig.fields())
 

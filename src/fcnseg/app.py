@@ -97,16 +97,10 @@ def check_port(host: str, port: int) -> None:
 
 def example_images(folder: str | Path | None, out: Path) -> list[Path]:
     """The example pictures: the images in ``folder``, or drawn street scenes written to ``out``."""
-    from fcnseg.data.layout import list_images
+    from fcnseg.data.pairs import images_in
 
     if folder is not None:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FcnsegError(f"--examples {folder}: folder not found")
-        images = list_images(folder)
-        if not images:
-            raise FcnsegError(f"--examples {folder}: no images in it")
-        return images
+        return images_in(folder, "--examples")
     from fcnseg.data.street import render_street
 
     paths = []

@@ -7,7 +7,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from fcnseg.commands.tta import add_inference_arguments, inference_config
+from fcnseg.commands.tta import add_checkpoint_argument, add_inference_arguments, inference_config
 from fcnseg.errors import FcnsegError
 from fcnseg.files import check_output_file, check_writable_dir
 
@@ -22,13 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "means). Prints a table and writes confusion_matrix.png, per_class_iou.png and "
         "worst_images.png to --out. Training validates each epoch with the same function.",
     )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="CKPT_OR_NAME",
-        help="a checkpoint written by fcnseg train, or a built-in model's name such as "
-        "camvid_lite2 (fcnseg models lists them)",
-    )
+    add_checkpoint_argument(p)
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fcnseg.checkpoint import model_from_checkpoint
+from fcnseg.commands.tta import add_checkpoint_argument
 from fcnseg.errors import FcnsegError
 from fcnseg.files import check_output_file
 from fcnseg.zoo import load_checkpoint
@@ -22,13 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "ONNX model with onnxruntime on odd-sized inputs and prints the largest difference from "
         "PyTorch.",
     )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="CKPT_OR_NAME",
-        help="a checkpoint written by fcnseg train, or a built-in model's name such as "
-        "camvid_lite2 (fcnseg models lists them)",
-    )
+    add_checkpoint_argument(p)
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument(
         "--opset",

@@ -21,7 +21,7 @@ from fcnseg.commands.predict_video import (
     predict_videos,
     split_videos,
 )
-from fcnseg.commands.tta import add_inference_arguments, inference_config
+from fcnseg.commands.tta import add_checkpoint_argument, add_inference_arguments, inference_config
 from fcnseg.data.io import MAX_PIXELS_ENV, read_image, read_mask
 from fcnseg.data.layout import list_images, pair_key
 from fcnseg.errors import DataError
@@ -57,13 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         f"orientation); images over 89,478,485 pixels are refused unless {MAX_PIXELS_ENV} "
         "allows more (0: no limit).",
     )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        metavar="CKPT_OR_NAME",
-        help="a checkpoint written by fcnseg train, or a built-in model's name such as "
-        "camvid_lite2 (fcnseg models lists them)",
-    )
+    add_checkpoint_argument(p)
     p.add_argument(
         "--input", required=True, nargs="+", help="image files, video files and/or folders"
     )

@@ -8,7 +8,18 @@ import dataclasses
 
 from fcnseg.inference.options import InferenceConfig, add_inference_arguments, config_from_args
 
-__all__ = ["add_inference_arguments", "inference_config"]
+__all__ = ["add_checkpoint_argument", "add_inference_arguments", "inference_config"]
+
+
+def add_checkpoint_argument(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint``, the model of ``predict``, ``evaluate`` and ``export``."""
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="CKPT_OR_NAME",
+        help="a checkpoint written by fcnseg train, or a built-in model's name such as "
+        "camvid_lite2 (fcnseg models lists them)",
+    )
 
 
 def inference_config(args: argparse.Namespace) -> InferenceConfig:

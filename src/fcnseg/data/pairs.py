@@ -82,6 +82,18 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def images_in(folder: str | Path, option: str) -> list[Path]:
+    """The images of a folder an option names (``--examples``, ``--calibration``...), sorted; a
+    one-line DataError when it is not a folder or holds no image."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{option} {folder}: folder not found")
+    images = list_images(folder)
+    if not images:
+        raise DataError(f"{option} {folder}: no images in it")
+    return images
+
+
 def first_problem(problems: list[str]) -> str:
     """The first message and how many more there are, as one line."""
     more = len(problems) - 1

@@ -51,16 +51,11 @@ CROP = 256
 def calibration_images(model: nn.Module, calibration: str | Path | None) -> list[Path]:
     """The images to calibrate on: ``calibration`` (a folder of images), else the training split
     of the dataset the checkpoint's run recorded; a one-line FcnsegError where there are none."""
-    from fcnseg.data.layout import list_images, open_dataset
+    from fcnseg.data.layout import open_dataset
+    from fcnseg.data.pairs import images_in
 
     if calibration is not None:
-        folder = Path(calibration)
-        if not folder.is_dir():
-            raise FcnsegError(f"--calibration {folder}: not a folder of images")
-        images = list_images(folder)
-        if not images:
-            raise FcnsegError(f"--calibration {folder}: no images in it")
-        return images
+        return images_in(calibration, "--calibration")
     root = getattr(model, "training_data", None)
     if root and Path(root).is_dir():
         try:

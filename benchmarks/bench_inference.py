@@ -116,9 +116,9 @@ def variants(model, onnx_path: Path, int8_crops: int) -> list[tuple[str, object,
             ("fcnseg onnxruntime fp32", OnnxRuntimeModel(onnx_session(onnx_path), 11), "fp32")
         )
     if openvino_available():
-        import openvino as ov
+        from fcnseg.inference.openvino_backend import OpenVinoModel, compile_model, import_openvino
 
-        from fcnseg.inference.openvino_backend import OpenVinoModel, compile_model
+        ov = import_openvino()  # OpenVINO's defaults for speed; its telemetry declined
 
         default = ov.Core().compile_model(str(onnx_path), "CPU")
         hint = default.get_property("INFERENCE_PRECISION_HINT").get_type_name()

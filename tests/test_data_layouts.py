@@ -320,3 +320,24 @@ def test_pictures_of_ade20k_s_150_classes_stay_a_readable_size() -> None:
         assert width <= 28 and height <= 23, (width, height)
         assert len(fig.axes[0].texts) == 0  # no per-cell or per-bar numbers at this size
         plt.close(fig)
+
+
+def test_dataset1_layout_with_its_test_split_alone(tmp_path: Path) -> None:
+    """A copy of dataset1's test split alone (what `fcnseg evaluate --split test` needs) opens;
+    a folder named dataset1 with neither split says which folders it needs."""
+    import numpy as np
+    from PIL import Image
+
+    from fcnseg.data import open_dataset
+
+    root = tmp_path / "d1"
+    for kind in ("images", "annotations"):
+        (root / f"{kind}_prepped_test").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "images_prepped_test" / "a.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "annotations_prepped_test" / "a.png")
+    assert [s.image.name for s in open_dataset(root).split("test")] == ["a.png"]
+    empty = tmp_path / "e"
+    empty.mkdir()
+    (empty / "dataset.yaml").write_text("layout: dataset1\n")
+    with pytest.raises(DataError, match="images_prepped_train/ or images_prepped_test/"):
+        open_dataset(empty)

@@ -164,7 +164,7 @@ def test_int8_calibrates_on_the_recorded_training_data_or_asks_for_a_folder(
     with pytest.raises(FcnsegError, match="pass --calibration DIR") as err:
         load_backend(model, "openvino", precision="int8", checkpoint=ckpt)
     assert "\n" not in str(err.value)
-    with pytest.raises(FcnsegError, match="not a folder of images"):
+    with pytest.raises(FcnsegError, match="--calibration .*: folder not found"):
         load_backend(model, "openvino", precision="int8", calibration=tmp_path / "none")
     with pytest.raises(FcnsegError, match="no images in it"):
         load_backend(model, "openvino", precision="int8", calibration=tmp_path)
@@ -253,3 +253,30 @@ def test_api_runs_openvino_and_auto_picks_by_precision(tmp_path: Path) -> None:
     assert resolve_backend("auto", "int8", CPU, ckpt) == "openvino"
     assert resolve_backend("auto", "fp32", CPU, ckpt) == backends.AUTO_ORDER["fp32"][0]
     assert os.path.exists(backends.onnx_cache_path(ckpt))
+
+
+TELEMETRY_PROBE = """
+import socket, sys, time
+hosts = []
+real = socket.getaddrinfo
+socket.getaddrinfo = lambda host, *a, **k: (hosts.append(host), real(host, *a, **k))[1]
+from fcnseg.inference.openvino_backend import import_openvino
+import_openvino()
+import nncf  # NNCF reports through the same telemetry
+time.sleep(1.5)  # the report is sent from a thread
+print(sorted(set(hosts)))
+"""
+
+
+@needs_openvino
+def test_openvino_is_imported_without_telemetry() -> None:
+    """``import openvino`` alone reports to Google Analytics unless the user's home holds a
+    consent file saying no; fcnseg's import sends nothing (the app's browser test caught it)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    proc = subprocess.run([sys.executable, "-c", TELEMETRY_PROBE], env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -53,8 +53,9 @@ __all__ = [
 
 LAYOUTS = ("dataset1", "voc", "cityscapes", "ade20k", "coco", "folders")
 # Folders a layout cannot do without (checked when dataset.yaml names the layout).
+# One of each tuple must be there (a dataset1 copy of its test split alone is evaluated as is).
 REQUIRED = {
-    "dataset1": ("images_prepped_train",),
+    "dataset1": (("images_prepped_train", "images_prepped_test"),),
     "voc": ("JPEGImages", "SegmentationClass"),
     "cityscapes": ("leftImg8bit", "gtFine"),
     "ade20k": ("images", "annotations"),
@@ -94,9 +95,11 @@ def open_dataset(root: str | Path, *, strict: bool = True) -> DatasetLayout:
     if kind is not None and kind not in LAYOUTS:
         raise DataError(f"{source}: unknown layout {kind!r}; known: {', '.join(LAYOUTS)}")
     kind = kind or detect_layout(root)
-    for folder in REQUIRED.get(kind, ()):
-        if not (root / folder).is_dir():
-            raise DataError(f"{root}: the {kind} layout needs a {folder}/ folder")
+    for need in REQUIRED.get(kind, ()):
+        choices = (need,) if isinstance(need, str) else need
+        if not any((root / folder).is_dir() for folder in choices):
+            folders = " or ".join(f"{folder}/" for folder in choices)
+            raise DataError(f"{root}: the {kind} layout needs a {folders} folder")
     found = _read(root, kind, described is not None)
     if not found.splits:
         raise DataError(f"{root}: {kind} layout, but no split was found")

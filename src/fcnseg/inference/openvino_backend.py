@@ -43,10 +43,29 @@ class OpenVinoModel(nn.Module):
         return torch.from_numpy(logits)
 
 
+def import_openvino():
+    """The ``openvino`` module, imported with its telemetry declined.
+
+    ``import openvino`` (and NNCF) report usage to Google Analytics unless a consent file in the
+    user's home says no; fcnseg promises to run offline and send nothing. Rather than write into
+    the user's home, the library's own consent check is made to answer "declined" in this process
+    before OpenVINO (or NNCF) creates its telemetry object, which then sends no event.
+    """
+    try:
+        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+    except ImportError:  # another OpenVINO packaging: nothing to decline
+        pass
+    else:
+        OptInChecker.check = lambda self, *args, **kwargs: ConsentCheckResult.DECLINED
+    import openvino
+
+    return openvino
+
+
 def compile_model(model, precision: str, threads: int | None = None):
     """``model`` (an ``openvino.Model`` or a file path) compiled for the CPU at ``precision``'s
     hint, with ``threads`` inference threads (default torch's thread count)."""
-    import openvino as ov
+    ov = import_openvino()
 
     config = {
         "INFERENCE_PRECISION_HINT": HINTS[precision],

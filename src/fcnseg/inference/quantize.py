@@ -43,6 +43,7 @@ from fcnseg.inference.export_cache import (
     remove_older_exports,
     stamp,
 )
+from fcnseg.inference.openvino_backend import import_openvino
 
 DEFAULT_CROPS = 300
 CROP = 256
@@ -94,8 +95,8 @@ def calibration_crops(
 
 def calibration_digest(images: list[Path], count: int, size: int) -> str:
     """SHA-256 over the calibration images' bytes, the crop settings and the quantizer's version."""
+    ov = import_openvino()  # first: NNCF's telemetry is declined with OpenVINO's
     import nncf
-    import openvino as ov
 
     h = hashlib.sha256(f"{count} {size} nncf {nncf.__version__} ov {ov.__version__}".encode())
     for path in images:
@@ -105,8 +106,8 @@ def calibration_digest(images: list[Path], count: int, size: int) -> str:
 
 def quantize(onnx_path: Path, crops: list) -> object:
     """The OpenVINO model of ``onnx_path`` quantized by NNCF on ``crops``."""
+    ov = import_openvino()  # first: NNCF's telemetry is declined with OpenVINO's
     import nncf
-    import openvino as ov
 
     source = ov.Core().read_model(str(onnx_path))
     return nncf.quantize(
@@ -119,7 +120,7 @@ def quantize(onnx_path: Path, crops: list) -> object:
 
 def read_int8(xml: Path, digest: str, key: str) -> tuple[object | None, str]:
     """The cached int8 model at ``xml`` and ``""``, or None and why it is not used."""
-    import openvino as ov
+    ov = import_openvino()
 
     if not xml.is_file() or not xml.with_suffix(".bin").is_file():
         return None, "missing"
@@ -138,7 +139,7 @@ def read_int8(xml: Path, digest: str, key: str) -> tuple[object | None, str]:
 def write_int8(ov_model, xml: Path, record: dict[str, str]) -> None:
     """Save ``ov_model`` as ``xml``/``.bin`` with ``record`` and the ``.bin``'s digest in its
     stamp: written in a temporary folder beside it, then renamed into place (``.bin`` first)."""
-    import openvino as ov
+    ov = import_openvino()
 
     tmp = xml.parent / f".{xml.stem}.xml.{secrets.token_hex(4)}{TMP_SUFFIX}"
     tmp.mkdir(parents=True)
@@ -197,7 +198,7 @@ def _rt_stamp(ov_model) -> dict | None:
 
 def _int8_stamp(xml: Path) -> dict | None:
     """The stamp of a cached int8 IR, or None."""
-    import openvino as ov
+    ov = import_openvino()
 
     try:
         return _rt_stamp(ov.Core().read_model(str(xml)))

@@ -93,10 +93,25 @@ def calibration_crops(
     return crops
 
 
+def _import_nncf():
+    """NNCF, without the warning line its import makes torch print on a CPU-only install ("No
+    CUDA runtime is found, using CUDA_HOME=...": true, and no concern of a CPU quantization)."""
+    import logging
+
+    quiet = logging.getLogger("torch.utils.cpp_extension")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        import nncf
+    finally:
+        quiet.setLevel(level)
+    return nncf
+
+
 def calibration_digest(images: list[Path], count: int, size: int) -> str:
     """SHA-256 over the calibration images' bytes, the crop settings and the quantizer's version."""
     ov = import_openvino()  # first: NNCF's telemetry is declined with OpenVINO's
-    import nncf
+    nncf = _import_nncf()
 
     h = hashlib.sha256(f"{count} {size} nncf {nncf.__version__} ov {ov.__version__}".encode())
     for path in images:
@@ -107,7 +122,7 @@ def calibration_digest(images: list[Path], count: int, size: int) -> str:
 def quantize(onnx_path: Path, crops: list) -> object:
     """The OpenVINO model of ``onnx_path`` quantized by NNCF on ``crops``."""
     ov = import_openvino()  # first: NNCF's telemetry is declined with OpenVINO's
-    import nncf
+    nncf = _import_nncf()
 
     source = ov.Core().read_model(str(onnx_path))
     return nncf.quantize(

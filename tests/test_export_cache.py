@@ -215,3 +215,35 @@ def test_auto_skips_exported_backends_that_are_not_installed(tmp_path: Path, mon
     assert backends.resolve_backend("auto", "fp32", cpu, ckpt) == "onnxruntime"
     monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)
     assert backends.resolve_backend("auto", "fp32", cpu, ckpt) == "torch"
+
+
+def test_a_user_copy_of_an_export_is_kept_when_the_checkpoint_changes(tmp_path: Path) -> None:
+    """A copy the user made of the cache under their own name carries the same stamp; only the
+    names fcnseg gives its caches (STEM.<16 hex>.onnx) are removed (a hostile pass: deleted)."""
+    ckpt = tmp_path / "model.pt"
+    load_backend(loaded(1, ckpt), "onnxruntime", checkpoint=ckpt)
+    (cache,) = tmp_path.glob("*.onnx")
+    mine = tmp_path / "model.deploy.onnx"
+    shutil.copy(cache, mine)
+    load_backend(loaded(2, ckpt), "onnxruntime", checkpoint=ckpt)
+    assert mine.is_file() and not cache.exists()
+
+
+@pytest.mark.parametrize("target", ["victim", "checkpoint"])
+def test_a_link_under_the_cache_name_is_never_written_through(
+    tmp_path: Path, capsys, target
+) -> None:
+    """A symlink planted under the expected cache name (to any file, or to the checkpoint
+    itself) is neither used nor written through: the export goes to a temporary copy (a hostile
+    pass turned a text file, and the checkpoint, into ONNX bytes this way)."""
+    ckpt = tmp_path / "model.pt"
+    model = loaded(1, ckpt)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine\n")
+    path = onnx_cache_path(ckpt, model.checkpoint_sha256)
+    path.symlink_to(victim if target == "victim" else ckpt)
+    before = (victim.read_bytes(), ckpt.read_bytes())
+    runner = load_backend(model, "onnxruntime", checkpoint=ckpt)
+    assert agrees(runner, model)
+    assert (victim.read_bytes(), ckpt.read_bytes()) == before and path.is_symlink()
+    assert "is a link or not a regular file: not used, nor replaced" in capsys.readouterr().err

@@ -151,6 +151,11 @@ def trusted_onnx(model: nn.Module, checkpoint: str | Path, consumer: str) -> Pat
     path = onnx_cache_path(checkpoint, digest)
     key = cache_key(digest)
     remove_stale_temporaries(path.parent, checkpoint.stem)
+    if path.is_symlink() or path.exists() and not path.is_file():
+        # Not a file fcnseg wrote: a write would go through the link (into the checkpoint, say).
+        print(f"{path} is a link or not a regular file: not used, nor replaced; exporting to a "
+              "temporary copy", file=sys.stderr)  # fmt: skip
+        return None
     if path.is_file():
         record, why = onnx_stamp(path)
         why = why or check_record(record, digest, key)

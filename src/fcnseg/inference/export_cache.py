@@ -162,9 +162,18 @@ def remove_older_exports(current: Path, checkpoint: Path, pattern: str, read_sta
     """Remove the files matching ``pattern`` beside ``current`` that fcnseg stamped as exports of
     the same checkpoint path with another key; ``read_stamp(path)`` gives a file's record."""
     target = str(checkpoint.resolve())
+    # Only names fcnseg gives its caches (STEM.<16 hex>.onnx): a copy the user named is theirs.
+    own = re.compile(
+        re.escape(checkpoint.stem) + r"\.[0-9a-f]{16}" + re.escape(pattern.split("*", 1)[1])
+    )
     removed = []
     for path in current.parent.glob(pattern):
-        if path == current or not path.is_file():
+        if (
+            path == current
+            or path.is_symlink()
+            or not path.is_file()
+            or not own.fullmatch(path.name)
+        ):
             continue
         record = read_stamp(path)
         if record and record.get("checkpoint") == target and path.name != current.name:

@@ -176,3 +176,25 @@ def test_a_server_ignoring_ranges_is_downloaded_again_from_the_start(
     assert main(["download", "dataset1", "--to", str(tmp_path)]) == 0
     assert server.ranges == [None, "bytes=100-"]  # asked to resume, sent everything: restarted
     assert (tmp_path / "dataset1.zip").read_bytes() == server.payload
+
+
+def test_a_folder_of_the_users_named_like_the_staging_one_is_left_alone(server, tmp_path: Path):
+    """The extraction stages in a fresh folder of its own; a user's `.dataset1.extracting/` (or
+    a link of that name) is never removed (a hostile pass: rmtree'd before the zip was refused)."""
+    mine = tmp_path / ".dataset1.extracting"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    assert main(["download", "dataset1", "--to", str(tmp_path)]) == 0
+    assert (mine / "notes.txt").read_text() == "precious"
+    assert open_dataset(tmp_path / "dataset1").kind == "dataset1"
+    assert not list(tmp_path.glob(".dataset1.extracting.*"))  # its own staging: gone
+
+
+def test_a_zip_claiming_gigabytes_is_refused_before_extracting(
+    server, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setattr(dl, "MAX_UNZIPPED", 1000)  # the fake dataset1 unzips to more than this
+    (tmp_path / "dataset1.zip").write_bytes(server.payload)
+    assert main(["download", "dataset1", "--to", str(tmp_path)]) == 2
+    assert "unzips to more than" in _error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset1.zip"]

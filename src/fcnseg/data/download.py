@@ -5,7 +5,7 @@ Files, in the target folder ``DIR``:
     ``NAME.zip.part``: the download in progress; the next run resumes it (an HTTP Range request;
         from the start when the server does not support ranges).
     ``NAME.zip``: the complete download (kept; a zip put there by hand is used as it is).
-    ``.NAME.extracting/``: the extraction in progress, renamed to ``NAME/`` once checked.
+    ``.NAME.extracting.XXXX/``: the extraction in progress, renamed to ``NAME/`` once checked.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import shutil
+import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -183,17 +184,34 @@ def _complete(folder: Path, source: Source) -> bool:
     return content_digest(folder, source.folders)[0] == source.content_sha256
 
 
+MARK = ".fcnseg-download"  # inside a staging folder: fcnseg made it, a later run may remove it
+MAX_UNZIPPED = 4 << 30  # a dataset zip that claims more is refused before anything is written
+
+
 def _extract(archive: Path, to: Path, source: Source) -> None:
-    """Unzip into a staging folder, find the dataset in it, check it, rename it into place."""
-    staging = to / f".{source.name}.extracting"
-    if staging.exists():
-        shutil.rmtree(staging)  # our own leftover from an interrupted extraction
+    """Unzip into a staging folder of our own, find the dataset in it, check it, rename it into
+    place. The staging folder has a fresh name and a mark, so a folder of the user's is never
+    taken for it; leftovers of an interrupted run are removed only when they carry the mark."""
+    for old in to.glob(f".{source.name}.extracting.*"):
+        if old.is_dir() and not old.is_symlink() and (old / MARK).is_file():
+            shutil.rmtree(old, ignore_errors=True)
+    staging = None
     try:
         with zipfile.ZipFile(archive) as zf:
-            for member in zf.namelist():
-                parts = PurePosixPath(member).parts
-                if member.startswith("/") or ".." in parts:
-                    raise DataError(f"{archive}: refusing a member outside the folder: {member}")
+            infos = zf.infolist()
+            for info in infos:
+                parts = PurePosixPath(info.filename).parts
+                if info.filename.startswith("/") or ".." in parts:
+                    raise DataError(
+                        f"{archive}: refusing a member outside the folder: {info.filename}"
+                    )
+            if sum(i.file_size for i in infos) > MAX_UNZIPPED:
+                raise DataError(
+                    f"{archive}: unzips to more than {MAX_UNZIPPED >> 30} GiB; not a dataset "
+                    "fcnseg knows (nothing was extracted)"
+                )
+            staging = Path(tempfile.mkdtemp(prefix=f".{source.name}.extracting.", dir=to))
+            (staging / MARK).write_text("fcnseg download\n")
             zf.extractall(staging)
         inside = _dataset_root(staging, source, archive)
         if source.content_sha256 is not None:
@@ -204,11 +222,13 @@ def _extract(archive: Path, to: Path, source: Source) -> None:
                     f"from the {source.name} fcnseg knows (content sha256 {digest}); nothing "
                     f"was extracted"
                 )
+        (inside / MARK).unlink(missing_ok=True)
         inside.rename(to / source.name)
     except zipfile.BadZipFile as exc:
         raise DataError(f"{archive}: not a readable zip ({exc}); delete it and run again") from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _dataset_root(staging: Path, source: Source, archive: Path) -> Path:

@@ -341,3 +341,18 @@ def test_dataset1_layout_with_its_test_split_alone(tmp_path: Path) -> None:
     (empty / "dataset.yaml").write_text("layout: dataset1\n")
     with pytest.raises(DataError, match="images_prepped_train/ or images_prepped_test/"):
         open_dataset(empty)
+
+
+@pytest.mark.parametrize("far", [1e12, float("nan")])
+def test_a_coco_polygon_far_outside_its_image_is_one_line(tmp_path: Path, far: float) -> None:
+    """pycocotools' rasteriser crashed the process (a segfault) on a coordinate of 1e7 and more:
+    such a polygon is refused, naming the file and the annotation."""
+    root = make_coco(tmp_path / "coco")
+    path = root / "annotations" / "instances_train2017.json"
+    doc = json.loads(path.read_text())
+    polygon = next(a for a in doc["annotations"] if isinstance(a["segmentation"], list))
+    polygon["segmentation"] = [[0, 0, far, 0, far, far, 0, 5]]
+    path.write_text(json.dumps(doc))
+    layout = open_dataset(root, strict=False)
+    with pytest.raises(DataError, match=f"annotation {polygon['id']}: bad segmentation .*outside"):
+        scan_split(layout.split("train"), layout.info)

@@ -196,6 +196,7 @@ class CocoMask:
                 polygons = [p for p in seg if isinstance(p, list) and len(p) >= 6]
                 if len(polygons) != len(seg) or not seg:
                     raise ValueError("a polygon needs at least 3 points (6 numbers)")
+                _check_coordinates(polygons, h, w)
                 rle = mask_utils.merge(mask_utils.frPyObjects(polygons, h, w))
             elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):  # uncompressed
                 rle = mask_utils.frPyObjects(seg, *seg["size"])
@@ -208,3 +209,21 @@ class CocoMask:
             return mask_utils.decode(rle).astype(bool)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise DataError(f"{where}: bad segmentation ({exc})") from exc
+
+
+def _check_coordinates(polygons: list[list], h: int, w: int) -> None:
+    """ValueError for a coordinate that is not a finite number within one image size of the
+    image: pycocotools' rasteriser works in memory proportional to the coordinates' range
+    (1e7 crashed the process), and no labelling tool draws that far outside the picture."""
+    for polygon in polygons:
+        values = np.asarray(polygon, dtype=float)  # ValueError for what is not a number
+        xs, ys = values[0::2], values[1::2]
+        if (
+            not np.isfinite(values).all()
+            or (np.abs(xs - w / 2) > 1.5 * w + 1).any()
+            or (np.abs(ys - h / 2) > 1.5 * h + 1).any()
+        ):
+            raise ValueError(
+                f"polygon coordinates outside the {w}x{h} image by more than its size "
+                f"(x {xs.min():g}..{xs.max():g}, y {ys.min():g}..{ys.max():g})"
+            )

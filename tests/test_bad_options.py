@@ -81,6 +81,7 @@ def _cases() -> list[tuple[str, str, list[str]]]:
         ("--resize", ["0"]),
         ("--resize", ["-480"]),
         ("--resize", ["99999"]),
+        ("--resize", ["4097"]),
         ("--resize", ["http://x"]),
     ]
     tiles = [
@@ -107,6 +108,7 @@ def _cases() -> list[tuple[str, str, list[str]]]:
             *[("--checkpoint", v) for v in common_ckpt],
             ("--data", ["NOPE"]), ("--data", ["FILE"]), ("--split", ["nosuchsplit"]),
             ("--json", ["DIR"]), ("--json", ["FILE/m.json"]), ("--out", ["FILE"]),
+            ("--out", ["@data/test"]),  # inside --data: the pictures would be read as data
             ("--worst", ["-1"]), ("--worst", ["x"]), ("--device", ["toaster"]), *tta,
             ("--backend", ["tensorrt"]), ("--precision", ["fp8"]),
             ("--backend", ["torch", "--precision", "int8"]),
@@ -208,7 +210,10 @@ def _base(cmd: str, w: dict[str, Path], out: Path) -> dict[str, list[str]]:
 
 def _argv(cmd: str, opt: str, values: list[str], w: dict[str, Path], out: Path) -> list[str]:
     opts = _base(cmd, w, out)
-    opts[opt] = [str(w["root"] / v) if v.split("/")[0].isupper() else v for v in values]
+    opts[opt] = [
+        str(w["root"] / v) if v.split("/")[0].isupper() else v.replace("@data", str(w["data"]))
+        for v in values
+    ]
     if cmd == "train" and opt == "--dropout":
         opts["--model"] = ["fcn8s_efficientnet_lite0"]
         opts.pop("--fc-channels")

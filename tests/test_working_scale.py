@@ -343,3 +343,16 @@ def test_labels_at_is_the_argmax_of_the_resampled_scores(small, big) -> None:
         np.testing.assert_array_equal(got[clear], reference.argmax(0).numpy()[clear])
         probs = probabilities_at(scores, big, softmax=True)
         np.testing.assert_allclose(probs, reference.softmax(0).numpy(), atol=1e-3)
+
+
+def test_windows_that_barely_advance_are_refused_not_run_for_hours() -> None:
+    """--tile 64 --overlap 63 advances one pixel at a time: millions of windows for a photo (a
+    hostile pass waited minutes at 0%); more than MAX_TILES windows is one line."""
+    from fcnseg.inference.core import MAX_TILES, predict_labels
+
+    model = torch.nn.Conv2d(3, 2, 1)
+    image = torch.rand(3, 1, 20000)
+    with pytest.raises(FcnsegError, match="windows of 64 pixels advancing by 1: raise --tile"):
+        predict_labels(model, image, tile=64, overlap=63)
+    assert predict_labels(model, torch.rand(3, 8, 3000), tile=64, overlap=32).shape == (8, 3000)
+    assert MAX_TILES >= 1000

@@ -25,6 +25,7 @@ K = TypeVar("K")
 
 DEFAULT_TILE = 1024  # images with a side above this go through tiles
 DEFAULT_OVERLAP = 128
+MAX_TILES = 4096  # windows per image; the defaults give 20 for a 12-megapixel photo
 
 
 def pick_device(name: str | torch.device = "auto") -> torch.device:
@@ -156,6 +157,11 @@ def _stitched(image: Tensor, tile: int, overlap: int, window_fn: Callable) -> np
     h, w = image.shape[-2:]
     half = overlap // 2
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    if len(ys) * len(xs) > MAX_TILES:  # tile 64, overlap 63: a window per pixel, for hours
+        raise FcnsegError(
+            f"a {w}x{h} image would take {len(ys) * len(xs)} windows of {tile} pixels advancing "
+            f"by {tile - overlap}: raise --tile or lower --overlap"
+        )
     th, tw = min(tile, h), min(tile, w)
     out = None
     for y in ys:

@@ -24,7 +24,9 @@ from torch import Tensor
 from fcnseg.errors import FcnsegError
 
 RESIZE_CHOICES = ("auto", "none")
-MIN_SIZE, MAX_SIZE = 16, 16384
+# 4096: the resized image and its class scores are held whole (C x 4096 x 3072 floats for a
+# 4:3 photo); larger working scales are beyond what an FCN was trained at anyway.
+MIN_SIZE, MAX_SIZE = 16, 4096
 BAND_PIXELS = 1 << 20  # output pixels per band when resampling scores (x classes x 4 bytes)
 
 

@@ -202,6 +202,10 @@ def test_a_folder_or_a_glob_gives_one_result_per_image_in_sorted_order(tmp_path:
     streamed = list(seg.predict_iter(str(folder)))
     assert [Path(p).name for p, _ in streamed] == ["a.png", "b.jpg", "c.png"]
     assert [Path(p).name for p, _ in seg.predict_iter(folder / "*.jpg")] == ["b.jpg"]
+    # ** reaches into folders at any depth (it matched nothing before: glob was not recursive)
+    assert len(seg.predict(str(tmp_path / "**" / "*.png"))) == 2
+    with pytest.raises(FcnsegError, match="empty path"):  # '' named the current folder
+        seg.predict("")
 
 
 def test_a_video_is_iterated_frame_by_frame(tmp_path: Path) -> None:

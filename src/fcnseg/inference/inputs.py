@@ -61,6 +61,8 @@ def expand(x: Any) -> tuple[bool, Iterable[Any]]:
     if not isinstance(x, str | os.PathLike):
         return True, [x]
     check_not_url(x)
+    if not str(x).strip():  # Path("") is the current folder: an empty name is a mistake
+        raise FcnsegError("image: empty path")
     path = Path(x)
     if path.is_dir():
         images = list_images(path)
@@ -68,8 +70,10 @@ def expand(x: Any) -> tuple[bool, Iterable[Any]]:
             raise DataError(f"{path}: no images in this folder ({_suffixes()})")
         return False, images
     if not path.exists() and _GLOB.search(str(x)):
-        images = sorted(
-            Path(p) for p in glob.glob(str(x)) if Path(p).suffix.lower() in IMAGE_SUFFIXES
+        images = sorted(  # ** matches folders at any depth, as people expect of it
+            Path(p)
+            for p in glob.glob(str(x), recursive=True)
+            if Path(p).suffix.lower() in IMAGE_SUFFIXES
         )
         if not images:
             raise DataError(f"{x}: the pattern matches no images ({_suffixes()})")

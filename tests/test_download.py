@@ -198,3 +198,27 @@ def test_a_zip_claiming_gigabytes_is_refused_before_extracting(
     assert main(["download", "dataset1", "--to", str(tmp_path)]) == 2
     assert "unzips to more than" in _error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset1.zip"]
+
+
+def test_a_link_where_the_partial_download_goes_is_refused(server, tmp_path: Path, capsys):
+    """A symlink planted at dataset1.zip.part: the download truncated (or appended to) the file
+    it points to (a hostile pass); it is refused in one line and the file is unchanged."""
+    victim = tmp_path / "userlog.txt"
+    victim.write_text("USER DATA LINE\n")
+    to = tmp_path / "dl"
+    to.mkdir()
+    (to / "dataset1.zip.part").symlink_to(victim)
+    assert main(["download", "dataset1", "--to", str(to)]) == 2
+    assert "a link or not a regular file where the partial download goes" in _error_line(capsys)
+    assert victim.read_text() == "USER DATA LINE\n" and server.ranges == []
+
+
+def test_a_part_file_from_before_is_kept_when_the_checksum_fails(server, tmp_path: Path, capsys):
+    """Only a download this run started is removed on a wrong checksum; a .part that was there
+    (an earlier run's, or a file of the user's by that name) is left as it is."""
+    part = tmp_path / "dataset1.zip.part"
+    part.write_bytes(server.payload[:100])
+    dl.SOURCES["dataset1"] = replace(dl.SOURCES["dataset1"], sha256="0" * 64)
+    assert main(["download", "dataset1", "--to", str(tmp_path)]) == 2
+    assert "the file was left as it is" in _error_line(capsys)
+    assert part.is_file()

@@ -86,8 +86,15 @@ def fetch(source: Source, to: Path, *, progress: bool = True, say=print) -> Path
         _check_sha256(archive, source, ours=False)
     else:
         part = archive.with_name(archive.name + ".part")
+        if part.is_symlink() or part.exists() and not part.is_file():
+            # A write would go through the link (or into a device): never fcnseg's own part.
+            raise DataError(
+                f"{part}: a link or not a regular file where the partial download goes; move it "
+                "away and run again (nothing was changed)"
+            )
+        resumed = part.is_file()  # an earlier run's part (or a file of that name): kept on failure
         _download(source, part, archive, progress)
-        _check_sha256(part, source, ours=True)
+        _check_sha256(part, source, ours=not resumed)
         part.replace(archive)
     _extract(archive, to, source)
     return dest

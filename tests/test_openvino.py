@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from agreement import clear_pixels
 from PIL import Image
+from test_backends import scored
 from test_export_cache import Tiny, loaded
 
 from fcnseg.errors import FcnsegError
@@ -28,10 +30,9 @@ needs_openvino = pytest.mark.skipif(
 
 
 def margin_agreement(got: torch.Tensor, want: torch.Tensor, margin: float) -> float:
-    """Share of pixels with equal argmax among those whose top two ``want`` scores are more than
-    ``margin`` apart (near-ties may flip under any change of arithmetic)."""
-    top2 = want.topk(2, dim=1).values
-    clear = (top2[:, 0] - top2[:, 1]) > margin
+    """Share of pixels with equal argmax among those whose top two ``want`` scores (logits here:
+    int8's differences are far above a probability margin) are more than ``margin`` apart."""
+    clear = torch.from_numpy(clear_pixels(want, margin))
     assert clear.float().mean() > 0.3, "too few clear pixels to compare"
     return float((got.argmax(1) == want.argmax(1))[clear].float().mean())
 
@@ -39,13 +40,7 @@ def margin_agreement(got: torch.Tensor, want: torch.Tensor, margin: float) -> fl
 @pytest.fixture(scope="module")
 def small_vgg() -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model("fcn8s_vgg16", num_classes=5, fc_channels=32)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.startswith("score"):
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
-    return model.eval()
+    return scored(build_model("fcn8s_vgg16", num_classes=5, fc_channels=32))
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,16 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from fcnseg.cli import main
-from fcnseg.data import SegmentationDataset, median_frequency_weights, open_dataset, scan_split
+from fcnseg.data import (
+    SegmentationDataset,
+    median_frequency_weights,
+    open_dataset,
+    rare_classes,
+    scan_split,
+)
 from fcnseg.data.io import read_image, read_mask
 from fcnseg.data.synthetic import make_synthetic_dataset
-from fcnseg.data.transforms import RandomScale, eval_transform, train_transform
+from fcnseg.data.transforms import FocusCrop, RandomScale, eval_transform, train_transform
 from fcnseg.errors import DataError
 
 DATASET1 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dataset1"
@@ -227,6 +233,52 @@ def test_full_augment_pads_masks_with_ignore_label() -> None:
     assert image.shape == (3, 64, 64) and mask.shape == (64, 64) and mask.dtype == torch.int64
     assert (mask == 11).sum() == 64 * 64 - 30 * 40
     assert set(mask.unique().tolist()) <= {0, 1, 2, 11}
+
+
+def _one_rare_pixel(h: int = 120, w: int = 160) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+    image = tv_tensors.Image(torch.randint(0, 256, (3, h, w), dtype=torch.uint8))
+    mask = torch.zeros(h, w, dtype=torch.uint8)
+    mask[: h // 2] = 1
+    mask[100, 150] = 7  # one pixel of a rare class, near a corner
+    return image, tv_tensors.Mask(mask)
+
+
+def test_rare_crops_find_a_rare_pixel_that_uniform_crops_mostly_miss() -> None:
+    random.seed(0)
+    torch.manual_seed(0)
+    image, mask = _one_rare_pixel()
+    hits = {}
+    for p in (0.0, 1.0):
+        crop = FocusCrop(32, fill_mask=11, classes=(7, 9), p=p)
+        hits[p] = 0
+        for _ in range(200):
+            img, m = crop(image, mask)
+            assert img.shape == (3, 32, 32) and m.shape == (32, 32)
+            hits[p] += int((m == 7).any())
+    assert hits[1.0] == 200  # centred on it give or take a quarter of the side: always inside
+    assert hits[0.0] < 40  # a uniform 32x32 crop of 120x160 holds that pixel about 5% of times
+
+
+def test_rare_crops_pad_with_ignore_and_keep_image_and_mask_aligned() -> None:
+    random.seed(1)
+    ids = torch.arange(20 * 24).reshape(20, 24) % 5
+    ids[5, 5] = 9
+    image = tv_tensors.Image((ids * 20).to(torch.uint8).expand(3, -1, -1).clone())
+    for _ in range(20):
+        img, m = FocusCrop(32, fill_mask=11, classes=(9,), p=1.0)(image, tv_tensors.Mask(ids))
+        valid = m != 11
+        assert int((~valid).sum()) == 32 * 32 - 20 * 24  # padded with the ignore label
+        assert torch.equal(img[0][valid].long(), m[valid] * 20)  # same pixels in both
+
+
+def test_rare_classes_are_those_below_the_median_class(data: Path) -> None:
+    layout = open_dataset(data)
+    scan = scan_split(layout.split("train"), layout.info)
+    counts = scan.pixels[:-1]
+    rare = rare_classes(scan)
+    median = np.median(counts[counts > 0])
+    assert rare and all(counts[k] < median for k in rare)
+    assert all(counts[k] >= median or counts[k] == 0 for k in range(len(counts)) if k not in rare)
 
 
 def test_strong_augment_changes_colours_more_and_never_the_mask() -> None:

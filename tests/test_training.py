@@ -257,9 +257,12 @@ def test_norm_eval_keeps_pretrained_batchnorm_statistics() -> None:
 def test_scale_range_reaches_the_transform(tiny_data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ("--augment", "full", "--crop-size", "32", "--scale-range", "0.8", "1.2")
-    assert main(train_args(tiny_data, run, *args, "--norm-eval")) == 0
+    assert main(train_args(tiny_data, run, *args, "--norm-eval", "--rare-crops", "0.5")) == 0
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["scale_range"] == [0.8, 1.2] and cfg["norm_eval"] is True
+    assert cfg["rare_crops"] == 0.5
+    with pytest.raises(FcnsegError, match="rare-crops needs crops"):
+        resolve_config({"data": "d", "out": "o", "rare_crops": 0.5, "augment": "flip"}, None)
     with pytest.raises(FcnsegError, match="scale-range"):
         resolve_config({"data": "d", "out": "o", "scale_range": [2.0, 1.0]}, None)
 

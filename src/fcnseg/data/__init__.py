@@ -3,7 +3,7 @@
 from fcnseg.data.dataset import SegmentationDataset
 from fcnseg.data.info import DATASET1, DatasetInfo
 from fcnseg.data.layout import DatasetLayout, Sample, open_dataset
-from fcnseg.data.scan import SplitScan, median_frequency_weights, scan_split
+from fcnseg.data.scan import SplitScan, median_frequency_weights, rare_classes, scan_split
 
 __all__ = [
     "DATASET1",
@@ -13,6 +13,7 @@ __all__ = [
     "SegmentationDataset",
     "SplitScan",
     "median_frequency_weights",
+    "rare_classes",
     "open_dataset",
     "scan_split",
 ]

@@ -163,3 +163,13 @@ def median_frequency_weights(scan: SplitScan) -> np.ndarray:
     if present.any():  # an empty scan (an audit of a split with no usable pair) gives all ones
         weights[present] = np.median(freq[present]) / freq[present]
     return weights
+
+
+def rare_classes(scan: SplitScan) -> tuple[int, ...]:
+    """The classes present in the split with fewer pixels than the median present class."""
+    counts = scan.pixels[:-1]
+    present = counts > 0
+    if not present.any():
+        return ()
+    median = np.median(counts[present])
+    return tuple(int(k) for k in np.flatnonzero(present & (counts < median)))

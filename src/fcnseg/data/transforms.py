@@ -57,6 +57,44 @@ class RandomGamma(v2.Transform):
         return inpt
 
 
+class FocusCrop(v2.Transform):
+    """A square crop of ``size`` (padding image with 0 and mask with ``fill_mask`` when smaller).
+
+    With probability ``p`` the crop is centred (give or take a quarter of its side) on a random
+    pixel of one of ``classes`` found in the mask, the class drawn uniformly among those present;
+    otherwise, or when none is present, its place is uniform, as ``RandomCrop``'s. Thin and rare
+    classes (poles, signs, pedestrians) then fill more of the training pixels than their share.
+    """
+
+    def __init__(self, size: int, fill_mask: int, classes: tuple[int, ...] = (), p: float = 0.0):
+        super().__init__()
+        self.size, self.fill_mask, self.classes, self.p = size, fill_mask, tuple(classes), p
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = next(TF.get_size(x) for x in flat_inputs if isinstance(x, tv_tensors.Image))
+        ph, pw = max(h, self.size), max(w, self.size)
+        top, left = random.randint(0, ph - self.size), random.randint(0, pw - self.size)
+        mask = next((x for x in flat_inputs if isinstance(x, tv_tensors.Mask)), None)
+        if mask is not None and self.classes and random.random() < self.p:
+            present = [k for k in self.classes if bool((mask == k).any())]
+            if present:
+                ys, xs = torch.nonzero(mask == random.choice(present), as_tuple=True)
+                i = random.randrange(ys.numel())
+                jitter = self.size // 4
+                y = int(ys[i]) - self.size // 2 + random.randint(-jitter, jitter)
+                x = int(xs[i]) - self.size // 2 + random.randint(-jitter, jitter)
+                top, left = min(max(y, 0), ph - self.size), min(max(x, 0), pw - self.size)
+        return {"pad": [0, 0, pw - w, ph - h], "top": top, "left": left}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
+            return inpt
+        if any(params["pad"]):
+            fill = self.fill_mask if isinstance(inpt, tv_tensors.Mask) else 0
+            inpt = TF.pad(inpt, params["pad"], fill=fill)
+        return TF.crop(inpt, params["top"], params["left"], self.size, self.size)
+
+
 def photometric(strength: str) -> list[v2.Transform]:
     """Colour transforms of ``full`` (mild jitter) or ``strong`` (other light and weather).
 
@@ -92,6 +130,8 @@ def train_transform(
     ignore_index: int,
     crop_size: int | None = None,
     scale: tuple[float, float] = (0.5, 2.0),
+    rare_classes: tuple[int, ...] = (),
+    rare_crops: float = 0.0,
 ) -> v2.Compose:
     """Training transforms.
 
@@ -103,6 +143,8 @@ def train_transform(
         ignore_index: label the crop pads masks with.
         crop_size: square crop for ``full`` (required there: batches need one size).
         scale: random scale range for ``full``.
+        rare_classes: class ids that crops may be centred on (see :class:`FocusCrop`).
+        rare_crops: probability that a ``full`` crop is centred on one of ``rare_classes``.
     """
     if augment not in AUGMENTS:
         raise ValueError(f"unknown augment {augment!r}; choose one of: {', '.join(AUGMENTS)}")
@@ -112,15 +154,18 @@ def train_transform(
         return v2.Compose([v2.RandomHorizontalFlip(), to_float()])
     if not crop_size:
         raise ValueError(f"augment {augment!r} needs a crop size")
+    crop: v2.Transform = v2.RandomCrop(  # kept when off: earlier recipes' crops stay the same
+        crop_size,
+        pad_if_needed=True,
+        fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore_index, "others": 0},
+    )
+    if rare_crops > 0 and rare_classes:
+        crop = FocusCrop(crop_size, ignore_index, rare_classes, rare_crops)
     noise = [v2.RandomApply([v2.GaussianNoise(sigma=0.02)], p=0.3)] if augment == "strong" else []
     return v2.Compose(
         [
             RandomScale(*scale),
-            v2.RandomCrop(
-                crop_size,
-                pad_if_needed=True,
-                fill={tv_tensors.Image: 0, tv_tensors.Mask: ignore_index, "others": 0},
-            ),
+            crop,
             v2.RandomHorizontalFlip(),
             *photometric(augment),
             to_float(),

@@ -98,6 +98,14 @@ class TrainConfig:
         metavar=("LOW", "HIGH"),
         nargs=2,
     )
+    rare_crops: float = opt(
+        0.0,
+        "share of --augment full crops centred on a pixel of a rare class (one with fewer "
+        "training pixels than the median class: poles, signs, pedestrians); 0 = uniform crops",
+        low=0,
+        high=1,
+        metavar="P",
+    )
     norm_eval: bool = opt(
         False, "keep the pretrained layers' BatchNorm statistics fixed while fine-tuning"
     )
@@ -236,6 +244,8 @@ def _check_together(cfg: TrainConfig, require_paths: bool) -> None:
             parse_class_weights(cfg.class_weights, len(cfg.class_weights.split(",")))
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+    if cfg.rare_crops and cfg.augment not in ("full", "strong"):
+        raise ConfigError(f"--rare-crops needs crops: --augment full or strong, not {cfg.augment}")
     if cfg.unfreeze_at is not None and cfg.freeze == "none":
         raise ConfigError("--unfreeze-at needs a frozen part (--freeze features or backbone)")
     if cfg.unfreeze_at is not None and cfg.unfreeze_at > cfg.epochs:

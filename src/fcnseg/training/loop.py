@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from fcnseg.checkpoint import load_state
-from fcnseg.data import SegmentationDataset
+from fcnseg.data import SegmentationDataset, rare_classes
 from fcnseg.data.transforms import eval_transform, train_transform
 from fcnseg.engine import evaluate, train_one_epoch
 from fcnseg.errors import first_line
@@ -206,10 +206,20 @@ class Session:
         if hasattr(self.model, "mark_forward_method"):  # decode() runs through DDP when cached
             self.model.mark_forward_method("decode")
         info_ = data.info
+        self.rare = (
+            rare_classes(data.train) if cfg.rare_crops and cfg.augment in ("full", "strong") else ()
+        )
         self.train_ds = SegmentationDataset(
             data.train.samples,
             info_,
-            train_transform(cfg.augment, info_.ignore_index, cfg.crop_size, cfg.scale_range),
+            train_transform(
+                cfg.augment,
+                info_.ignore_index,
+                cfg.crop_size,
+                cfg.scale_range,
+                rare_classes=self.rare,
+                rare_crops=cfg.rare_crops,
+            ),
             data.train.decoded,
         )
         self.val_ds = SegmentationDataset(
@@ -447,8 +457,15 @@ class Session:
             f"training {cfg.model} on {d.layout.root} ({len(self.train_ds)} train, "
             f"{len(self.val_ds)} {d.val_split}); freeze={self.mode}: "
             f"{setup.describe_freezing(self.net)}; loss={cfg.loss}; feature cache "
-            f"{'on' if self.use_cache else 'off'}; device {self.fabric.device} x{self.fabric.world_size}"
+            f"{'on' if self.use_cache else 'off'}{self._rare_note()}; "
+            f"device {self.fabric.device} x{self.fabric.world_size}"
         )
+
+    def _rare_note(self) -> str:
+        if not self.rare:
+            return ""
+        names = ", ".join(self.data.info.class_names[k] for k in self.rare)
+        return f"; {self.cfg.rare_crops:.0%} of crops centred on a rare class ({names})"
 
     def _report(self, row: dict[str, float], improved: bool, cm: np.ndarray) -> None:
         val_loss = "" if math.isnan(row["val_loss"]) else f"  val loss {row['val_loss']:.4f}"

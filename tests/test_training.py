@@ -447,24 +447,30 @@ def test_every_shipped_config_resolves_by_path_and_by_name(path: Path) -> None:
     assert resolve_config({"data": "d", "out": "o"}, path.stem) == cfg
 
 
-@pytest.mark.parametrize("recipes", ["dataset1_lite0", "dataset1_best"])
+@pytest.mark.parametrize(
+    "frozen_recipe, fine_recipe",
+    [
+        ("dataset1_lite0_frozen", "dataset1_lite0_finetune"),
+        ("dataset1_best_frozen", "dataset1_best_finetune"),
+        ("dataset1_best_frozen", "dataset1_rare_finetune"),
+    ],
+)
 def test_recipes_chain_frozen_then_fine_tune(
-    tiny_data: Path, tmp_path: Path, monkeypatch, recipes: str
+    tiny_data: Path, tmp_path: Path, monkeypatch, frozen_recipe: str, fine_recipe: str
 ) -> None:
     """Each pair of dataset1 recipes, shortened, on tiny data: the fine-tuning recipe starts from
     the frozen run's folder as it names it (runs/..., relative to the working directory)."""
-    frozen_cfg = resolve_config({"data": "d", "out": "o"}, f"{recipes}_frozen")
-    fine_cfg = resolve_config({"data": "d", "out": "o"}, f"{recipes}_finetune")
+    frozen_cfg = resolve_config({"data": "d", "out": "o"}, frozen_recipe)
+    fine_cfg = resolve_config({"data": "d", "out": "o"}, fine_recipe)
     frozen = Path(fine_cfg.init_from).parent
     assert frozen.parent == Path("runs") and fine_cfg.model == frozen_cfg.model
     assert fine_cfg.input_scale == frozen_cfg.input_scale
     monkeypatch.chdir(tmp_path)
     short = ["--epochs", "1", "--batch-size", "4", "--workers", "0", "--num-vis", "1"]
     common = ["--data", str(tiny_data), "--weights-backbone", "none", *short]
-    config = f"{recipes}_frozen"
-    assert main(["train", "--config", config, "--out", str(frozen), *common]) == 0
-    config = f"{recipes}_finetune"
-    assert main(["train", "--config", config, "--out", "fine", "--crop-size", "32", *common]) == 0
+    assert main(["train", "--config", frozen_recipe, "--out", str(frozen), *common]) == 0
+    fine = ["train", "--config", fine_recipe, "--out", "fine", "--crop-size", "32", *common]
+    assert main(fine) == 0
     a = load_checkpoint(frozen / "checkpoint_last.pt")
     b = load_checkpoint(Path("fine") / "checkpoint_last.pt")
     assert a["arch"] == b["arch"] and a["arch"].get("input_scale", 1.0) == (

@@ -30,7 +30,7 @@ def _train_cases() -> list[tuple[str, list[str]]]:
     """Bad values for every declared training option, from its type, bounds and choices."""
     special = {
         "data": [["NOPE"], ["FILE"]],
-        "out": [["FILE"], ["FILE/run"]],
+        "out": [["FILE"], ["FILE/run"], ["@data/run"]],  # inside --data: read as data later
         "model": [["vgg99"]],
         "weights_backbone": [["NOPE.pth"], ["FILE"]],
         "init_from": [["NOPE.pt"], ["DIR"], ["FILE"]],

@@ -162,6 +162,16 @@ def check_writable_dir(path: str | Path, what: str = "output folder") -> Path:
     return path
 
 
+def check_outside_data(out: str | Path, data: str | Path | None, what: str) -> None:
+    """OutputError when the folder ``out`` lies inside the dataset folder ``data``: what is
+    written there would be read as images or masks by the next run."""
+    if data and Path(data).is_dir() and Path(out).resolve().is_relative_to(Path(data).resolve()):
+        raise OutputError(
+            f"{out}: the {what} is inside the dataset (--data {data}); its pictures would be "
+            "read as images or masks next time: choose another --out"
+        )
+
+
 def check_regular(path: str | Path) -> None:
     """OutputError if ``path`` exists (through symlinks) as anything but a regular file or folder.
 

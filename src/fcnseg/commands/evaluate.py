@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fcnseg.commands.tta import add_checkpoint_argument, add_inference_arguments, inference_config
 from fcnseg.errors import FcnsegError
-from fcnseg.files import check_output_file, check_writable_dir
+from fcnseg.files import check_output_file, check_outside_data, check_writable_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,11 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise FcnsegError(f"--worst must be >= 0, got {args.worst}")
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"eval_{args.split}"
     check_writable_dir(out, "pictures folder (--out)")
-    if Path(args.data).is_dir() and out.resolve().is_relative_to(Path(args.data).resolve()):
-        raise FcnsegError(
-            f"{out}: the pictures folder (--out) is inside the dataset (--data {args.data}); its "
-            "pictures would be read as images or masks next time: choose another --out"
-        )
+    check_outside_data(out, args.data, "pictures folder (--out)")
     checkpoint = [("the checkpoint (--checkpoint)", args.checkpoint)]
     for name in REPORT_FILES:  # replaces only what an earlier evaluate wrote there
         check_output_file(out / name, "picture", inputs=checkpoint)

@@ -27,6 +27,7 @@ from fcnseg.data import SegmentationDataset, rare_classes
 from fcnseg.data.transforms import eval_transform, train_transform
 from fcnseg.engine import evaluate, train_one_epoch
 from fcnseg.errors import first_line
+from fcnseg.files import check_outside_data
 from fcnseg.metrics import metrics_from_confusion
 from fcnseg.progress import progress_bar
 from fcnseg.training import setup
@@ -53,6 +54,7 @@ class TrainResult:
 def run(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train as ``cfg`` says on the processes it asks for, writing the run folder."""
     check_target(cfg.out, resume)
+    check_outside_data(cfg.out, cfg.data, "run folder (--out)")
     if resume:
         _check_resumed_epochs(cfg)
     cfg = absolute_paths(cfg)  # config.yaml then names the same files from any folder

@@ -214,6 +214,49 @@ def test_shipping_again_replaces(trained, shipped, tmp_path: Path, capsys) -> No
     assert again.manifest["metrics_tta"]["tta"] == {"scales": [1.0], "flip": True}
 
 
+def test_a_model_trained_on_the_test_split_shows_its_recipes_numbers(
+    trained, tmp_path: Path, capsys
+) -> None:
+    """A release model trained on train + test: its re-evaluation on test is kept (it checks the
+    file) but what is shown, everywhere, is its recipe's, trained without the test split."""
+    data, ckpt = trained
+    root = tmp_path / "zoo"
+    root.mkdir()
+    single, tta = tmp_path / "recipe.json", tmp_path / "recipe_tta.json"
+    single.write_text(json.dumps({"mean_iu": 0.123, "pixel_acc": 0.456, "num_images": 4}))
+    tta.write_text(json.dumps({"mean_iu": 0.135, "pixel_acc": 0.5, "tta": {"flip": True}}))
+    args = ["ship", str(ckpt), "--name", "synth_all", "--data", str(data), "--recipe", "r",
+            "--root", str(root), "--trained-on", "train + test, 12 images", "--test-in-training",
+            "--recipe-metrics", str(single), str(tta)]  # fmt: skip
+    assert zoo_main(args) == 0
+    assert "mean IU 0.1230" in capsys.readouterr().out
+    model = zoo.find("synth_all", root)
+    man = model.manifest
+    assert man["trained_on"] == "train + test, 12 images" and man["test_in_training"] is True
+    assert man["recipe_metrics"]["metrics"]["mean_iu"] == 0.123
+    assert man["metrics"]["mean_iu"] != 0.123  # the file's own re-evaluation, still recorded
+    assert model.mean_iu == 0.123
+    (row,) = zoo.builtin_rows(root)
+    assert (row["mean_iu"], row["mean_iu_tta"], row["pixel_acc"]) == (0.123, 0.135, 0.456)
+    lines = zoo.format_builtin_table(root)
+    assert lines[2].split()[3] == f"{row['data']}*"
+    assert lines[-1].strip().startswith("* trained on that test split too")
+
+
+def test_ship_refuses_test_in_training_without_recipe_metrics(trained, tmp_path: Path) -> None:
+    data, ckpt = trained
+    with pytest.raises(FcnsegError, match="--test-in-training needs --recipe-metrics"):
+        ship_model(ckpt, "ok", data=data, recipe="r", root=tmp_path, test_in_training=True)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"pixel_acc": 0.5}')
+    with pytest.raises(FcnsegError, match="no mean_iu"):
+        ship_model(ckpt, "ok", data=data, recipe="r", root=tmp_path, test_in_training=True,
+                   recipe_metrics=[bad])  # fmt: skip
+    with pytest.raises(FcnsegError, match="with --test-in-training"):
+        ship_model(ckpt, "ok", data=data, recipe="r", root=tmp_path, recipe_metrics=[bad])
+    assert list(tmp_path.iterdir()) == [bad]  # nothing shipped
+
+
 def test_ship_refuses_bad_input(trained, tmp_path: Path, capsys) -> None:
     data, ckpt = trained
     with pytest.raises(FcnsegError, match="--name 'Bad-Name'"):

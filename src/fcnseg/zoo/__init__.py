@@ -38,9 +38,20 @@ class BuiltinModel:
 
     @property
     def mean_iu(self) -> float | None:
-        """Mean IU on dataset1 test as recorded when it was shipped (single scale)."""
-        value = self.manifest.get("metrics", {}).get("mean_iu")
+        """Mean IU on dataset1 test as recorded when it was shipped (single scale); for a model
+        trained on the test split too, its recipe's, trained without it."""
+        value = shown_metrics(self.manifest)["metrics"].get("mean_iu")
         return float(value) if value is not None else None
+
+
+def shown_metrics(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``{"metrics", "metrics_tta"}`` to show for a model: its own re-evaluation on the test
+    split, or, when that split was in its training data (``test_in_training``), the numbers of
+    its recipe trained without it (``recipe_metrics``)."""
+    if manifest.get("test_in_training"):
+        recipe = manifest.get("recipe_metrics") or {}
+        return {"metrics": recipe.get("metrics") or {}, "metrics_tta": recipe.get("metrics_tta")}
+    return {"metrics": manifest.get("metrics") or {}, "metrics_tta": manifest.get("metrics_tta")}
 
 
 def _root(root: str | Path | None) -> Path:
@@ -151,7 +162,8 @@ def builtin_rows(root: str | Path | None = None) -> list[dict[str, Any]]:
     rows = []
     for m in builtin_models(root):
         man = m.manifest
-        metrics, tta = man.get("metrics", {}), man.get("metrics_tta") or {}
+        shown = shown_metrics(man)
+        metrics, tta = shown["metrics"], shown["metrics_tta"] or {}
         rows.append(
             {
                 "name": m.name,
@@ -163,6 +175,7 @@ def builtin_rows(root: str | Path | None = None) -> list[dict[str, Any]]:
                 "recipe": man.get("recipe"),
                 "classes": len(man.get("classes", [])),
                 "data": man.get("evaluated_on", {}).get("data"),
+                "test_in_training": bool(man.get("test_in_training")),
             }
         )
     return rows
@@ -183,9 +196,14 @@ def format_builtin_table(root: str | Path | None = None) -> list[str]:
         f"{'+TTA':>6} {'pixel acc':>9}  recipe",
     ]
     for r in rows:
+        data = (r["data"] or "-") + ("*" if r["test_in_training"] else "")
         lines.append(
             f"  {r['name']:<16} {r['arch'] or '-':<28} {r['size_mb']:>6.1f}MB "
-            f"{r['data'] or '-':<10} {num(r['mean_iu']):>8} {num(r['mean_iu_tta']):>6} "
+            f"{data:<10} {num(r['mean_iu']):>8} {num(r['mean_iu_tta']):>6} "
             f"{num(r['pixel_acc']):>9}  {r['recipe'] or '-'}"
+        )
+    if any(r["test_in_training"] for r in rows):
+        lines.append(
+            "  * trained on that test split too: the numbers are its recipe's, trained without it"
         )
     return lines

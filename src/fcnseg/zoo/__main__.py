@@ -44,6 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta-flip", action="store_true", help="with --tta-scales: also mirror")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto (default auto)")
     p.add_argument("--root", help="zoo folder (default: the package's, src/fcnseg/zoo)")
+    p.add_argument(
+        "--trained-on", metavar="TEXT", help="its training data in words, for the manifest"
+    )
+    p.add_argument(
+        "--test-in-training",
+        action="store_true",
+        help="the test split was in its training data: its numbers there are recorded but "
+        "not shown; --recipe-metrics are",
+    )
+    p.add_argument(
+        "--recipe-metrics",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="with --test-in-training: evaluate --json file(s) of the recipe trained without "
+        "the test split (single scale, then TTA)",
+    )
     return parser
 
 
@@ -67,17 +84,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             tta_flip=args.tta_flip,
             device=args.device,
             root=args.root,
+            trained_on=args.trained_on,
+            test_in_training=args.test_in_training,
+            recipe_metrics=args.recipe_metrics,
         )
     except FcnsegError as exc:
         print(f"python -m fcnseg.zoo {args.command}: error: {exc}", file=sys.stderr)
         return 2
     man = model.manifest
-    tta = man["metrics_tta"]
+    shown = zoo.shown_metrics(man)
+    tta = shown["metrics_tta"]
     extra = f", {tta['mean_iu']:.4f} with TTA {tta['tta']}" if tta else ""
+    whose = " (its recipe trained without the test split)" if man.get("test_in_training") else ""
     print(
         f"shipped {model.name}: {model.file} ({man['size_bytes'] / 1e6:.1f} MB, sha256 "
-        f"{man['sha256'][:12]}...), mean IU {man['metrics']['mean_iu']:.4f} on "
-        f"{man['evaluated_on']['data']} test{extra}"
+        f"{man['sha256'][:12]}...), mean IU {shown['metrics']['mean_iu']:.4f} on "
+        f"{man['evaluated_on']['data']} test{extra}{whose}"
     )
     return 0
 

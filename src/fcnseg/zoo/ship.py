@@ -68,6 +68,9 @@ def ship_model(
     tta_flip: bool = False,
     device: str = "auto",
     root: str | Path | None = None,
+    trained_on: str | None = None,
+    test_in_training: bool = False,
+    recipe_metrics: Sequence[str | Path] = (),
 ) -> BuiltinModel:
     """Write ``NAME.pt`` (fp16 parameters) and ``NAME.json`` into the zoo folder, replacing any
     model of that name, after evaluating the compact file on ``data``'s test split.
@@ -82,6 +85,13 @@ def ship_model(
         tta_flip: with ``tta_scales``, also average over mirrored images.
         device: where to evaluate.
         root: the zoo folder (default: the package's).
+        trained_on: what it was trained on, in words (e.g. ``dataset1 train + test, 468
+            images``), recorded in the manifest.
+        test_in_training: the test split was part of its training data. Its re-evaluation there
+            is still recorded (it checks the file) but is not a measurement of accuracy; the
+            numbers shown for it are then ``recipe_metrics``'.
+        recipe_metrics: with ``test_in_training``: ``fcnseg evaluate --json`` files of the same
+            recipe trained without the test split (single scale, then optionally with TTA).
     """
     if not NAME_PATTERN.match(name):
         raise FcnsegError(f"--name {name!r}: use lower-case letters, digits and underscores")
@@ -90,6 +100,16 @@ def ship_model(
     root = _root(root)
     if not root.is_dir():
         raise FcnsegError(f"{root}: zoo folder not found")
+    if test_in_training and not recipe_metrics:
+        raise FcnsegError(
+            "--test-in-training needs --recipe-metrics: the evaluate --json file(s) of the same "
+            "recipe trained without the test split (the numbers shown for the model)"
+        )
+    if len(recipe_metrics) > 2 or (recipe_metrics and not test_in_training):
+        raise FcnsegError("--recipe-metrics takes one or two files, with --test-in-training")
+    how: dict[str, Any] = {"recipe": recipe}
+    if test_in_training:
+        how["recipe_metrics"] = _recipe_metrics(recipe_metrics)
     ckpt = load_checkpoint(checkpoint)
     run_info = dict(ckpt.get("run_info") or {})
     shipped = {
@@ -112,7 +132,9 @@ def ship_model(
             metrics_tta = evaluate_on_test(
                 tmp, data, scales=tta_scales, flip=tta_flip, device=device
             )
-        manifest = _manifest(name, ckpt, tmp, recipe, command, data, metrics, metrics_tta)
+        manifest = _manifest(name, ckpt, tmp, how, command, data, metrics, metrics_tta)
+        manifest["trained_on"] = trained_on
+        manifest["test_in_training"] = test_in_training
         os.replace(tmp, root / f"{name}.pt")
     finally:
         tmp.unlink(missing_ok=True)
@@ -121,11 +143,33 @@ def ship_model(
     return BuiltinModel(name, root / f"{name}.pt", manifest)
 
 
+MAX_METRICS_JSON = 1 << 20  # evaluate --json writes a few kilobytes
+
+
+def _recipe_metrics(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """``{"metrics": ..., "metrics_tta": ...}`` read from ``fcnseg evaluate --json`` files."""
+    read = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                data = json.loads(f.read(MAX_METRICS_JSON + 1)[:MAX_METRICS_JSON])
+        except OSError as exc:
+            raise FcnsegError(
+                f"{path}: cannot read the --recipe-metrics file ({exc.strerror})"
+            ) from exc
+        except ValueError as exc:
+            raise FcnsegError(f"{path}: not an fcnseg evaluate --json file ({exc})") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("mean_iu"), float):
+            raise FcnsegError(f"{path}: not an fcnseg evaluate --json file (no mean_iu)")
+        read.append(data)
+    return {"metrics": read[0], "metrics_tta": read[1] if len(read) > 1 else None}
+
+
 def _manifest(
     name: str,
     ckpt: dict[str, Any],
     file: Path,
-    recipe: str,
+    how: dict[str, Any],
     command: str | None,
     data: str | Path,
     metrics: dict[str, Any],
@@ -142,7 +186,7 @@ def _manifest(
         "arch": ckpt["arch"],
         "working_size": ckpt.get("working_size"),
         "classes": list(ckpt["dataset"]["class_names"]),
-        "recipe": recipe,
+        **how,
         "command": command or run_info.get("command"),
         "git_hash": run_info.get("git_hash"),
         "training": {

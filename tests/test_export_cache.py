@@ -18,7 +18,7 @@ from torch import nn
 
 from fcnseg.inference import backends
 from fcnseg.inference.backends import load_backend, onnx_cache_path
-from fcnseg.inference.export_cache import STAMP_KEY, onnx_stamp
+from fcnseg.inference.export_cache import STAMP_KEY, onnx_stamp, remove_stale_temporaries
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -172,6 +172,30 @@ def test_stale_temporaries_of_a_killed_export_are_removed_on_the_next_use(tmp_pa
     load_backend(model, "onnxruntime", checkpoint=ckpt)
     assert not stale.exists() and not stale_int8.exists()
     assert fresh.exists() and other.exists()
+
+
+def test_a_killed_int8_exports_folder_is_removed_but_not_one_holding_other_files(
+    tmp_path: Path,
+) -> None:
+    """The int8 export writes into a temporary folder (m.xml, m.bin); a kill left it for good,
+    as only files were removed. A folder holding anything else, or a link, is left alone."""
+    old = time.time() - 2 * 3600
+    killed = tmp_path / ".model.0123456789abcdef.int8.xml.01234567.tmp"
+    mixed = tmp_path / ".model.0123456789abcdef.int8.xml.89abcdef.tmp"
+    elsewhere = tmp_path / "elsewhere"
+    link = tmp_path / ".model.0123456789abcdef.int8.xml.aaaabbbb.tmp"
+    for folder in (killed, mixed, elsewhere):
+        folder.mkdir()
+        for part in ("m.xml", "m.bin"):
+            (folder / part).write_bytes(b"partial")
+    (mixed / "notes.txt").write_text("mine")
+    link.symlink_to(elsewhere, target_is_directory=True)
+    for path in (killed, mixed, link):
+        os.utime(path, (old, old), follow_symlinks=False)
+    removed = remove_stale_temporaries(tmp_path, "model")
+    assert killed in removed and mixed not in removed and not killed.exists()
+    assert sorted(p.name for p in mixed.iterdir()) == ["m.bin", "m.xml", "notes.txt"]
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["m.bin", "m.xml"]  # a link: not followed
 
 
 def test_older_exports_of_the_same_checkpoint_are_removed_nothing_else(tmp_path: Path) -> None:

@@ -12,9 +12,10 @@ when it says what it was made from, and that is what is asked for:
   and the int8 reader compare it before use. A file copied in under the expected name, an empty,
   corrupt or unreadable one, or an ONNX file whose weights live in external files (fcnseg never
   writes those) is not used: it is rebuilt, with one line saying why.
-- A kill during an export leaves ``.NAME.XXXX.tmp`` (:func:`fcnseg.files.atomic_write`); such
-  leftovers of this checkpoint's caches are removed on the next use once an hour old (no export
-  runs that long, so none still being written is touched).
+- A kill during an export leaves ``.NAME.XXXX.tmp`` (:func:`fcnseg.files.atomic_write`; for
+  int8 a folder holding ``m.xml`` and ``m.bin``); such leftovers of this checkpoint's caches are
+  removed on the next use once an hour old (no export runs that long, so none still being
+  written is touched); a folder holding anything else is left.
 - Older exports of the same checkpoint path, identified by their stamp, are removed when a new one
   is written; nothing without fcnseg's stamp for that path is ever removed.
 """
@@ -26,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ STAMP_KEY = "fcnseg_cache"
 # Files whose code decides the exported graph: a change in any of them means a new cache key.
 _EXPORT_SOURCES = ("inference/export.py", "models")
 STALE_TMP_SECONDS = 3600
+INT8_TMP_PARTS = ("m.xml", "m.bin")  # what the int8 export writes in its temporary folder
 
 
 @functools.lru_cache(maxsize=1)
@@ -150,11 +153,21 @@ def remove_stale_temporaries(folder: Path, stem: str, now: float | None = None) 
         return removed
     for tmp in folder.glob(f".{stem}.*{TMP_SUFFIX}"):
         try:
-            if name.match(tmp.name) and now - tmp.stat().st_mtime > STALE_TMP_SECONDS:
+            st = tmp.lstat()
+            if not name.match(tmp.name) or now - st.st_mtime <= STALE_TMP_SECONDS:
+                continue
+            if stat.S_ISDIR(st.st_mode):  # the int8 export's folder (quantize.py): m.xml, m.bin
+                parts = os.listdir(tmp)
+                if not set(parts) <= set(INT8_TMP_PARTS):
+                    continue  # something else is inside: not only ours, left alone
+                for part in parts:
+                    (tmp / part).unlink()
+                tmp.rmdir()
+            else:
                 tmp.unlink()
-                removed.append(tmp)
+            removed.append(tmp)
         except OSError:
-            continue  # another process removed it, or no permission: leave it
+            continue  # another process removed it, no permission, or not only ours: leave it
     return removed
 
 

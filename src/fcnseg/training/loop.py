@@ -208,9 +208,7 @@ class Session:
         if hasattr(self.model, "mark_forward_method"):  # decode() runs through DDP when cached
             self.model.mark_forward_method("decode")
         info_ = data.info
-        self.rare = (
-            rare_classes(data.train) if cfg.rare_crops and cfg.augment in ("full", "strong") else ()
-        )
+        self.rare = rare_classes(data.train) if cfg.rare_crops else ()  # crops: config checks
         self.train_ds = SegmentationDataset(
             data.train.samples,
             info_,

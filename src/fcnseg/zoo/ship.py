@@ -107,7 +107,8 @@ def ship_model(
         )
     if len(recipe_metrics) > 2 or (recipe_metrics and not test_in_training):
         raise FcnsegError("--recipe-metrics takes one or two files, with --test-in-training")
-    how: dict[str, Any] = {"recipe": recipe}
+    how: dict[str, Any] = {"recipe": recipe, "trained_on": trained_on}
+    how["test_in_training"] = test_in_training
     if test_in_training:
         how["recipe_metrics"] = _recipe_metrics(recipe_metrics)
     ckpt = load_checkpoint(checkpoint)
@@ -133,8 +134,6 @@ def ship_model(
                 tmp, data, scales=tta_scales, flip=tta_flip, device=device
             )
         manifest = _manifest(name, ckpt, tmp, how, command, data, metrics, metrics_tta)
-        manifest["trained_on"] = trained_on
-        manifest["test_in_training"] = test_in_training
         os.replace(tmp, root / f"{name}.pt")
     finally:
         tmp.unlink(missing_ok=True)

@@ -68,11 +68,21 @@ def test_each_layout_is_audited_trained_evaluated_and_predicted_as_it_comes(
         picture = np.array(Image.open(run / "img" / "epoch_001.png").convert("RGB"))
         for colour in VOC_MASK_COLOURS[1:]:  # the truth panel draws the masks' colours
             assert (picture == colour).all(-1).any(), colour
-    assert main(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--split", "val"]) == 0
+    # The torch backend: the layouts are the subject here, not an export (tests/test_backends.py).
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--split", "val"]
+    assert main([*argv, "--backend", "torch"]) == 0
     assert "mean IU" in capsys.readouterr().out
     if name in TRUTHS:  # predict --truth reads the layout's own masks through the checkpoint
         images, masks, count = TRUTHS[name]
-        argv = ["predict", "--checkpoint", str(ckpt), "--input", str(data / images)]
+        argv = [
+            "predict",
+            "--checkpoint",
+            str(ckpt),
+            "--input",
+            str(data / images),
+            "--backend",
+            "torch",
+        ]
         assert main([*argv, "--truth", str(data / masks), "--out", str(tmp_path / "pred")]) == 0
         assert f"({count} with truth)" in capsys.readouterr().out
 

@@ -74,16 +74,9 @@ def test_each_layout_is_audited_trained_evaluated_and_predicted_as_it_comes(
     assert "mean IU" in capsys.readouterr().out
     if name in TRUTHS:  # predict --truth reads the layout's own masks through the checkpoint
         images, masks, count = TRUTHS[name]
-        argv = [
-            "predict",
-            "--checkpoint",
-            str(ckpt),
-            "--input",
-            str(data / images),
-            "--backend",
-            "torch",
-        ]
-        assert main([*argv, "--truth", str(data / masks), "--out", str(tmp_path / "pred")]) == 0
+        argv = ["predict", "--checkpoint", str(ckpt), "--input", str(data / images)]
+        argv += ["--backend", "torch", "--truth", str(data / masks)]
+        assert main([*argv, "--out", str(tmp_path / "pred")]) == 0
         assert f"({count} with truth)" in capsys.readouterr().out
 
 

@@ -352,19 +352,19 @@ def test_a_kill_at_every_step_of_the_bookkeeping_resumes_to_the_same_result(tiny
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         return proc.returncode
 
-    def kill_and_resume(kill_at: int) -> tuple[Path, int, subprocess.CompletedProcess]:
+    def kill_and_resume(kill_at: int) -> tuple[int, Path, int, subprocess.CompletedProcess]:
         run = tmp_path / f"kill{kill_at}"
         code = train(run, kill_at)
         resumed = subprocess.run([sys.executable, "-m", "fcnseg", "train", "--resume", str(run)],
                                  env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-        return run, code, resumed
+        return kill_at, run, code, resumed
 
     straight = tmp_path / "straight"
     assert train(straight, 0) == 0
     expected = _state(straight)
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(kill_and_resume, (2, 3, 4, 5, 6, 9)))
-    for kill_at, (run, code, resumed) in zip((2, 3, 4, 5, 6, 9), results, strict=True):
+    for kill_at, run, code, resumed in results:
         assert code == 137, kill_at
         assert resumed.returncode == 0, (kill_at, resumed.stderr[-1500:])
         got = _state(run)

@@ -314,3 +314,43 @@ def test_batched_and_bf16_prediction(trained, tmp_path: Path) -> None:
     ]
     assert main(args) == 0
     assert len(list(tmp_path.glob("*_label.png"))) == 4
+
+
+def test_evaluation_holds_a_batch_of_images_not_the_split(
+    lite0_checkpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory for a split of large photos stays that of a few images: each pair is decoded when
+    the model asks for it and dropped once scored (the worst ones excepted), not all kept."""
+    import weakref
+
+    import fcnseg.data.scan
+    from fcnseg.data.synthetic import make_synthetic_dataset
+    from fcnseg.evaluation import evaluate_checkpoint, save_report
+
+    n, (h, w) = 40, (200, 240)
+    data = make_synthetic_dataset(tmp_path / "data", counts={"test": n}, size=(h, w), seed=2)
+    alive, most = [0], [0]  # decoded images not yet freed, and the most at any one time
+    read_image = fcnseg.data.scan.read_image
+
+    def counted(path):
+        image = read_image(path)
+        alive[0] += 1
+        most[0] = max(most[0], alive[0])
+        weakref.finalize(image, lambda: alive.__setitem__(0, alive[0] - 1))
+        return image
+
+    monkeypatch.setattr(fcnseg.data.scan, "read_image", counted)
+    result = evaluate_checkpoint(lite0_checkpoint, data, progress=False, device="cpu",
+                                 backend="torch", batch_size=2, worst=2)  # fmt: skip
+    assert most[0] <= n // 2, most[0]  # a batch, the two worst, the check's read-ahead; was n
+    assert result.metrics["num_images"] == n and len(result.per_image) == n
+    # the split's order and scores are kept; the two lowest come with their pixels, lowest first
+    assert [s.image.name for _, s in result.per_image] == sorted(
+        p.name for p in (data / "test" / "images").iterdir()
+    )
+    scores = [iu for iu, _ in result.per_image]
+    assert [iu for iu, *_ in result.worst] == sorted(scores)[:2]
+    for _, _, pair, labels in result.worst:
+        assert pair.image.shape == (h, w, 3) and labels.shape == pair.mask.shape == (h, w)
+    save_report(result, tmp_path / "ev", worst=4)  # asks for more than were kept: draws two
+    assert Image.open(tmp_path / "ev" / "worst_images.png").size[1] > 0

@@ -19,10 +19,10 @@ from tqdm import tqdm
 from fcnseg.checkpoint import model_from_checkpoint
 from fcnseg.data import DatasetInfo, Sample, open_dataset, scan_split
 from fcnseg.data.dataset import to_tv_tensors
-from fcnseg.data.scan import Decoded
+from fcnseg.data.scan import Decoded, decode_pair
 from fcnseg.data.transforms import eval_transform
 from fcnseg.engine import evaluate
-from fcnseg.errors import DataError
+from fcnseg.errors import DataError, FcnsegError
 from fcnseg.files import atomic_write
 from fcnseg.inference import make_config, predict_many, recorded_size
 from fcnseg.inference.resize import size_for
@@ -33,12 +33,16 @@ SUMMARY_KEYS = ("pixel_acc", "mean_acc", "mean_iu", "fw_iu", "per_class_iu", "nu
 
 @dataclass
 class EvalResult:
-    """Metrics of a split, its confusion matrix ``(C, C)`` and every image's own score."""
+    """Metrics of a split, its confusion matrix ``(C, C)``, every image's own score
+    ``(mean IU, sample)`` in the split's order, and the ``worst`` lowest-scored images with their
+    pixels and labels ``(mean IU, sample, pair, labels)``, lowest first (what
+    :func:`save_report` draws)."""
 
     metrics: dict[str, Any]
     confusion: np.ndarray
     info: DatasetInfo
-    per_image: list[tuple[float, Sample, Decoded, np.ndarray]] = field(repr=False)
+    per_image: list[tuple[float, Sample]] = field(repr=False)
+    worst: list[tuple[float, Sample, Decoded, np.ndarray]] = field(repr=False)
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able metrics (``fcnseg evaluate --json``)."""
@@ -61,13 +65,16 @@ def evaluate_checkpoint(
     tta_flip: bool | None = None,
     batch_size: int | None = None,
     calibration: str | Path | None = None,
+    worst: int = 4,
 ) -> EvalResult:
     """Metrics of a checkpoint on a split, its labels at the images' original resolution.
 
     The options are those of :class:`fcnseg.inference.InferenceConfig` (``None``: its default),
     as for :func:`fcnseg.load`: each image runs at the model's working scale (``resize``), with
     tiles and test-time augmentation (see :func:`fcnseg.inference.predict_many`). ``calibration``
-    (``precision="int8"``): see :func:`fcnseg.inference.backends.load_backend`.
+    (``precision="int8"``): see :func:`fcnseg.inference.backends.load_backend`. The split is
+    read twice, once to check every pair before any work and once while it is scored, so memory
+    holds a batch of images and the ``worst`` lowest-scored ones, whatever the split's size.
     """
     from fcnseg import zoo
     from fcnseg.inference.backends import load_backend
@@ -86,52 +93,69 @@ def evaluate_checkpoint(
             f"{list(info.class_names)}"
         )
     _check_split(layout, data, split)
-    scan = scan_split(
-        layout.split(split), layout.info, progress=f"reading {split}" if progress else None
-    )
+    if isinstance(worst, bool) or not isinstance(worst, int) or worst < 0:
+        raise FcnsegError(f"worst must be a whole number >= 0, got {worst!r}")
+    scan = scan_split(layout.split(split), layout.info, keep=False,
+                      progress=f"checking {split}" if progress else None)  # fmt: skip
     model = load_backend(model, config.backend, precision=config.precision, device=dev,
                          checkpoint=zoo.resolve(checkpoint),
                          calibration=config.calibration)  # fmt: skip
     size = size_for(config.resize, recorded_size(ckpt), str(checkpoint))
-    pairs = list(zip(scan.samples, scan.decoded, strict=True))
-    per_image = _run(model, pairs, info, config, size, progress)
-    metrics = metrics_from_confusion(per_image.confusion, info.class_names)
-    metrics["num_images"] = len(pairs)
+    scored = _run(model, scan.samples, layout.info, config, size, progress, worst)
+    metrics = metrics_from_confusion(scored.confusion, info.class_names)
+    metrics["num_images"] = len(scan.samples)
     metrics["tta"] = {"scales": list(config.tta_scales), "flip": config.tta_flip}
     metrics["working_size"] = size
-    return EvalResult(metrics, per_image.confusion.numpy(), info, per_image.rows)
+    return EvalResult(metrics, scored.confusion.numpy(), info, scored.rows, scored.worst)
 
 
 @dataclass
 class _Scored:
     confusion: torch.Tensor
-    rows: list[tuple[float, Sample, Decoded, np.ndarray]]
+    rows: list[tuple[float, Sample]]
+    worst: list[tuple[float, Sample, Decoded, np.ndarray]]
 
 
-def _run(model, pairs: list, info: DatasetInfo, config, size: int | None, progress: bool):
+def _run(model, samples: list[Sample], data_info: DatasetInfo, config, size: int | None,
+         progress: bool, worst: int) -> _Scored:  # fmt: skip
     """The labels of every pair through :func:`predict_many` (batches, tiles, working scale),
-    scored by :func:`fcnseg.engine.evaluate` one image at a time."""
+    scored by :func:`fcnseg.engine.evaluate` one image at a time; each pair is decoded as
+    :func:`predict_many` asks for it and dropped once scored, unless it is among the ``worst``."""
     transform = eval_transform()
-    images = ((i, transform(*to_tv_tensors(pair))[0]) for i, (_, pair) in enumerate(pairs))
-    predictions = predict_many(model, images, batch_size=config.batch_size,
+    pending: dict[int, Decoded] = {}  # decoded, not yet scored: at most a batch
+
+    def images():
+        for i, sample in enumerate(samples):
+            pending[i] = pair = decode_pair(sample, data_info)
+            yield i, transform(*to_tv_tensors(pair))[0]
+
+    predictions = predict_many(model, images(), batch_size=config.batch_size,
                                precision=config.precision, size=size,
                                **config.call_options())  # fmt: skip
-    rows: list = []
+    rows: list[tuple[float, Sample]] = []
+    lowest: list[tuple[float, int, Decoded, np.ndarray]] = []
+    current: list = []
 
     def forward(item):
         i, labels = item
-        sample, pair = pairs[i]
-        rows.append([None, sample, pair, labels])
-        mask = torch.from_numpy(pair.mask)
-        return torch.from_numpy(labels)[None], mask[None]
+        current[:] = [i, pending.pop(i), labels]
+        return torch.from_numpy(labels)[None], torch.from_numpy(current[1].mask)[None]
 
     def score(cm: torch.Tensor) -> None:
-        rows[-1][0] = metrics_from_confusion(cm)["mean_iu"]
+        i, pair, labels = current
+        iu = metrics_from_confusion(cm)["mean_iu"]
+        rows.append((iu, samples[i]))
+        if worst:  # kept sorted by score (an image with no labelled pixel last), then order
+            lowest.append((iu, i, pair, labels))
+            lowest.sort(key=lambda r: (np.nan_to_num(r[0], nan=1.0), r[1]))
+            del lowest[worst:]
 
-    batches = tqdm(predictions, total=len(pairs), desc="evaluating", disable=not progress,
+    batches = tqdm(predictions, total=len(samples), desc="evaluating", disable=not progress,
                    leave=False)  # fmt: skip
-    result = evaluate(forward, batches, info.num_classes, info.ignore_index, on_batch=score)
-    return _Scored(result.confusion, [tuple(r) for r in rows])
+    result = evaluate(forward, batches, data_info.num_classes, data_info.ignore_index,
+                      on_batch=score)  # fmt: skip
+    kept = [(iu, samples[i], pair, labels) for iu, i, pair, labels in lowest]
+    return _Scored(result.confusion, rows, kept)
 
 
 def _check_split(layout, data: str | Path, split: str) -> None:
@@ -168,14 +192,18 @@ REPORT_FILES = ("confusion_matrix.png", "per_class_iou.png", "worst_images.png")
 
 
 def save_report(result: EvalResult, out: str | Path, worst: int = 4) -> Path:
-    """``confusion_matrix.png``, ``per_class_iou.png`` and ``worst_images.png`` in ``out``."""
+    """``confusion_matrix.png``, ``per_class_iou.png`` and ``worst_images.png`` in ``out``.
+
+    The worst-images panel shows up to ``worst`` of the images that :func:`evaluate_checkpoint`
+    kept (its own ``worst``), lowest mean IU first.
+    """
     from fcnseg.viz import confusion_plot, per_class_bar, triplet_panel
 
     out = Path(out)
     confusion, per_class, worst_images = (out / name for name in REPORT_FILES)
     confusion_plot(result.confusion, result.info, confusion)
     per_class_bar(result.metrics["per_class_iu"], result.info, per_class)
-    ranked = sorted(result.per_image, key=lambda r: np.nan_to_num(r[0], nan=1.0))[:worst]
+    ranked = result.worst[:worst]
     if ranked:
         rows = [(pair.image, pair.mask, pred) for _, _, pair, pred in ranked]
         titles = [f"{s.image.name}: mean IU {iu:.3f}" for iu, s, _, _ in ranked]

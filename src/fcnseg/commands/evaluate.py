@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         if os.path.realpath(args.json) in {os.path.realpath(out / n) for n in REPORT_FILES}:
             raise FcnsegError(f"{args.json}: the --json file would replace a picture of --out")
     result = evaluate_checkpoint(
-        args.checkpoint, args.data, args.split, **dataclasses.asdict(config)
+        args.checkpoint, args.data, args.split, worst=args.worst, **dataclasses.asdict(config)
     )
     metrics = result.metrics
     extra = "" if metrics["tta"] == {"scales": [1.0], "flip": False} else f", TTA {metrics['tta']}"

@@ -247,6 +247,30 @@ def test_fifos_in_the_way_of_predict_and_train_are_refused_without_blocking(
     assert stat.S_ISFIFO((run / "config.yaml").lstat().st_mode)
 
 
+@needs_fifo
+def test_a_fifo_in_the_truth_folder_is_named_as_such_not_missing(
+    lite0_checkpoint, tmp_path, capsys
+) -> None:
+    """predict --truth: a FIFO named like an input is reported as not a regular file (and never
+    opened); another input with a real mask still gets its triplet."""
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        _picture(tmp_path / "in" / f"{name}.png")
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    os.mkfifo(truth / "a.png")
+    out = tmp_path / "out"
+    inputs = [tmp_path / "in" / "a.png"]
+    assert _predict(lite0_checkpoint, inputs, out, "--truth", str(truth)) == 2
+    assert "a.png: named like the input a.png but not a regular file" in _error(capsys, "predict")
+    _mask(truth / "b.png")
+    inputs.append(tmp_path / "in" / "b.png")
+    assert _predict(lite0_checkpoint, inputs, out, "--truth", str(truth)) == 0
+    assert "truth/a.png: not a regular file; no triplet for" in capsys.readouterr().err
+    assert (out / "b_triplet.png").is_file() and not (out / "a_triplet.png").exists()
+    assert stat.S_ISFIFO((truth / "a.png").lstat().st_mode)
+
+
 def test_evaluate_json_may_not_be_one_of_its_pictures(
     lite0_checkpoint, tiny_data, tmp_path, capsys
 ):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import sys
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,7 @@ from fcnseg.commands.predict_video import (
 from fcnseg.commands.tta import add_checkpoint_argument, add_inference_arguments, inference_config
 from fcnseg.data.io import MAX_PIXELS_ENV, read_image, read_mask
 from fcnseg.data.layout import list_images, pair_key
+from fcnseg.data.pairs import IMAGE_SUFFIXES
 from fcnseg.errors import DataError
 from fcnseg.files import (
     Inputs,
@@ -244,12 +246,17 @@ def _warn_about_truths(files: list[Path], truths: list[Path | None], truth_dir: 
     mask and masks matched by several inputs (namesakes from different folders)."""
     missing = [f for f, t in zip(files, truths, strict=True) if t is None]
     if len(missing) == len(files):
+        odd = _not_a_file(files[0], truth_dir)
         raise DataError(
-            f"{truth_dir}: no mask named like any input (e.g. {files[0].stem}.png for "
+            f"{odd}: named like the input {files[0].name} but not a regular file"
+            if odd
+            else f"{truth_dir}: no mask named like any input (e.g. {files[0].stem}.png for "
             f"{files[0].name})"
         )
     for f in missing[:MAX_WARNINGS]:
-        _warn(f"{f}: no mask named {f.stem}.* in {truth_dir}; no triplet for it")
+        odd = _not_a_file(f, truth_dir)
+        _warn(f"{odd}: not a regular file; no triplet for {f}" if odd
+              else f"{f}: no mask named {f.stem}.* in {truth_dir}; no triplet for it")  # fmt: skip
     if len(missing) > MAX_WARNINGS:
         _warn(f"{len(missing) - MAX_WARNINGS} more image(s) without a mask in {truth_dir}")
     shared = Counter(t for t in truths if t is not None)
@@ -257,6 +264,15 @@ def _warn_about_truths(files: list[Path], truths: list[Path | None], truth_dir: 
         if n > 1:
             names = ", ".join(str(f) for f, t in zip(files, truths, strict=True) if t == mask)
             _warn(f"{mask}: the truth of {n} inputs named alike ({names})")
+
+
+def _not_a_file(image: Path, truth_dir: Path) -> Path | None:
+    """A FIFO, device or folder in ``truth_dir`` named like ``image`` with an image suffix
+    (looked at with stat only: a FIFO is never opened), or None."""
+    for p in sorted(truth_dir.glob(glob.escape(image.stem) + ".*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_file():
+            return p
+    return None
 
 
 def _warn(message: str) -> None:

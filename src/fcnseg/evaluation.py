@@ -42,7 +42,7 @@ class EvalResult:
     confusion: np.ndarray
     info: DatasetInfo
     per_image: list[tuple[float, Sample]] = field(repr=False)
-    worst: list[tuple[float, Sample, Decoded, np.ndarray]] = field(repr=False)
+    worst: list[tuple[float, Sample, Decoded, np.ndarray]] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """The JSON-able metrics (``fcnseg evaluate --json``)."""

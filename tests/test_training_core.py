@@ -141,6 +141,14 @@ def test_poly_schedule_ends_at_zero(odd_data: Path, tmp_path: Path) -> None:
     assert load_checkpoint(run / "checkpoint_last.pt")["schedule"]["steps"] == 2 * 2
     # The working scale inference resizes to: the training images' median long side.
     assert load_checkpoint(run / "checkpoint_last.pt")["working_size"] == 48
+    # Trained from images in channels-last (faster on CPUs: benchmarks/bench_channels_last.py):
+    # the saved 3x3 kernels keep that layout.
+    state = load_checkpoint(run / "checkpoint_last.pt")["model"]
+    kernels = [t for t in state.values() if t.ndim == 4 and t.shape[1] > 1 and t.shape[2] == 3]
+    assert kernels and all(
+        t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+        for t in kernels
+    )
 
 
 @pytest.mark.parametrize("freeze", ["backbone", "none"])  # from cached features; from images

@@ -82,8 +82,12 @@ class FeatureCache(Dataset):
                 for image, target in loader:
                     if flip:
                         image, target = image.flip(-1), target.flip(-1)
-                    for k, v in frozen_features(model, freeze, image.to(device)).items():
-                        chunks.setdefault(k, []).append(v.cpu())
+                    # channels-last in (1.61x NCHW's speed for Lite2 on an idle 2-core Zen 3:
+                    # benchmarks/bench_channels_last.py), NCHW out:
+                    # the decoder trains on the cache as it did
+                    image = image.to(device).contiguous(memory_format=torch.channels_last)
+                    for k, v in frozen_features(model, freeze, image).items():
+                        chunks.setdefault(k, []).append(v.contiguous().cpu())
                     targets.append(target.to(torch.uint8))  # ids and ignore label <= 255
                     bar.update(image.shape[0])
         model.train(was_training)  # a frozen part stays in eval mode: the model sees to it

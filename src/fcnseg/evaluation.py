@@ -83,6 +83,8 @@ def evaluate_checkpoint(
              "tile": tile, "overlap": overlap, "tta_scales": tta_scales, "tta_flip": tta_flip,
              "batch_size": batch_size, "calibration": calibration}  # fmt: skip
     config = make_config(None, given)
+    if isinstance(worst, bool) or not isinstance(worst, int) or worst < 0:
+        raise FcnsegError(f"worst must be a whole number >= 0, got {worst!r}")
     dev = config.runtime()  # bad options fail before the checkpoint is read
     ckpt = zoo.load_checkpoint(checkpoint)
     model, info = model_from_checkpoint(ckpt, checkpoint)
@@ -93,8 +95,6 @@ def evaluate_checkpoint(
             f"{list(info.class_names)}"
         )
     _check_split(layout, data, split)
-    if isinstance(worst, bool) or not isinstance(worst, int) or worst < 0:
-        raise FcnsegError(f"worst must be a whole number >= 0, got {worst!r}")
     scan = scan_split(layout.split(split), layout.info, keep=False,
                       progress=f"checking {split}" if progress else None)  # fmt: skip
     model = load_backend(model, config.backend, precision=config.precision, device=dev,

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fcnseg.models import FCN, build_model, list_models
-from fcnseg.models.upsample import BilinearUpsample, bilinear_conv_transpose
+from fcnseg.models.upsample import BilinearUpsample, bilinear_conv_transpose, resize_matrix
 
 MODELS = list_models()
 VGG_MODELS = [m for m in MODELS if m.endswith("_vgg16")]
@@ -205,3 +205,22 @@ def test_input_scale_is_checked_and_survives_a_checkpoint(tmp_path) -> None:
     x = torch.rand(1, 3, 40, 52)
     with torch.no_grad():
         torch.testing.assert_close(again.eval()(x), model(x))
+
+
+@pytest.mark.parametrize(
+    ("out_len", "in_len"), [(360, 540), (540, 360), (7, 3), (3, 7), (1, 5), (5, 1), (9, 9)]
+)
+def test_resize_matrix_equals_interpolate(out_len: int, in_len: int) -> None:
+    x = torch.rand(2, 3, in_len, 4, dtype=torch.float64)
+    expected = F.interpolate(x, (out_len, 4), mode="bilinear", align_corners=False)
+    got = torch.einsum("oi,ncij->ncoj", resize_matrix(out_len, in_len, x), x)
+    torch.testing.assert_close(got, expected)
+
+
+def test_upsample_then_resize_is_one_pair_of_products() -> None:
+    """The input_scale path: upsampling to the resized input's size and resizing back to the
+    image's size, fused, equals doing the two steps."""
+    x = torch.rand(2, 4, 34, 46, dtype=torch.float64)
+    up = BilinearUpsample(4)
+    expected = F.interpolate(up(x, (135, 180)), (90, 120), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(up(x, (135, 180), resize_to=(90, 120)), expected)

@@ -43,6 +43,24 @@ def interpolation_matrix(out_len: int, in_len: int, factor: int, like: Tensor) -
     return (1 - (tap - (factor - 0.5)).abs() / factor).clamp(min=0)
 
 
+def resize_matrix(out_len: int, in_len: int, like: Tensor) -> Tensor:
+    """Matrix ``(out_len, in_len)`` of 1-D bilinear resizing as ``F.interpolate`` does it
+    (``align_corners=False``, no antialiasing): output pixel ``y`` reads the input at
+    ``(y + 0.5) * in_len / out_len - 0.5``, clamped to the first pixel, from its two neighbours.
+
+    Built from tensor ops only, so it follows dynamic sizes in tracing and ONNX export.
+    """
+    y = torch.arange(out_len, device=like.device, dtype=like.dtype)
+    x = torch.arange(in_len, device=like.device, dtype=like.dtype)
+    src = ((y + 0.5) * (in_len / out_len) - 0.5).clamp(min=0)
+    lo = src.floor().clamp(max=in_len - 1)
+    hi = (lo + 1).clamp(max=in_len - 1)
+    frac = (src - lo)[:, None]
+    at_lo = (x[None, :] == lo[:, None]).to(like.dtype)
+    at_hi = (x[None, :] == hi[:, None]).to(like.dtype)
+    return (1 - frac) * at_lo + frac * at_hi
+
+
 class BilinearUpsample(nn.Module):
     """Fixed bilinear upsampling by ``factor``, cropped to the requested size.
 
@@ -57,10 +75,21 @@ class BilinearUpsample(nn.Module):
             raise ValueError(f"factor must be an even integer >= 2, got {factor}")
         self.factor = factor
 
-    def forward(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        """``(N, C, h, w)`` -> ``(N, C, *size)`` with ``size <= (h * factor, w * factor)``."""
+    def forward(
+        self, x: Tensor, size: tuple[int, int], resize_to: tuple[int, int] | None = None
+    ) -> Tensor:
+        """``(N, C, h, w)`` -> ``(N, C, *size)`` with ``size <= (h * factor, w * factor)``.
+
+        With ``resize_to``, the result is then resized bilinearly to that size (as
+        ``F.interpolate`` with ``align_corners=False``), in the same two products: the
+        ``size`` grid is never materialised (for ``input_scale`` 1.5 it has 2.25 times the
+        pixels of the output).
+        """
         uh = interpolation_matrix(size[0], x.shape[-2], self.factor, x)
         uw = interpolation_matrix(size[1], x.shape[-1], self.factor, x)
+        if resize_to is not None:
+            uh = resize_matrix(resize_to[0], size[0], x) @ uh
+            uw = resize_matrix(resize_to[1], size[1], x) @ uw
         return uh @ x @ uw.transpose(0, 1)
 
     def extra_repr(self) -> str:

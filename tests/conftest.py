@@ -12,6 +12,18 @@ import torch
 import torchvision
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs two worker processes), each worker's torch and the
+    subprocesses it starts use its share of the CPU's cores: two workers at full width on two
+    cores would each wait on the other's threads."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, (cores or 1) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the subprocesses
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The tests' own ~/.cache (ONNX exports of built-in models land there): nothing is written

@@ -224,3 +224,16 @@ def test_upsample_then_resize_is_one_pair_of_products() -> None:
     up = BilinearUpsample(4)
     expected = F.interpolate(up(x, (135, 180)), (90, 120), mode="bilinear", align_corners=False)
     torch.testing.assert_close(up(x, (135, 180), resize_to=(90, 120)), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_upsampling_in_low_precision_keeps_wide_images_columns(dtype: torch.dtype) -> None:
+    """Under autocast the scores reach the upsampling in bf16/fp16: its matrices must still
+    index every column of a 480-pixel-wide image (bf16 counts exactly only to 256)."""
+    x = torch.rand(1, 2, 90, 120)
+    up = BilinearUpsample(4)
+    for kwargs in ({}, {"resize_to": (240, 320)}):
+        expected = up(x, (360, 480), **kwargs)
+        got = up(x.to(dtype), (360, 480), **kwargs)
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.float(), expected, atol=0.02, rtol=0)

@@ -37,10 +37,17 @@ def interpolation_matrix(out_len: int, in_len: int, factor: int, like: Tensor) -
 
     Built from tensor ops only, so it follows dynamic sizes in tracing and ONNX export.
     """
-    y = torch.arange(out_len, device=like.device, dtype=like.dtype)
-    x = torch.arange(in_len, device=like.device, dtype=like.dtype)
+    dtype = _index_dtype(like)
+    y = torch.arange(out_len, device=like.device, dtype=dtype)
+    x = torch.arange(in_len, device=like.device, dtype=dtype)
     tap = y[:, None] + factor // 2 - x[None, :] * factor  # kernel index feeding y from x
-    return (1 - (tap - (factor - 0.5)).abs() / factor).clamp(min=0)
+    return (1 - (tap - (factor - 0.5)).abs() / factor).clamp(min=0).to(like.dtype)
+
+
+def _index_dtype(like: Tensor) -> torch.dtype:
+    """Pixel indices in at least fp32: bf16 counts exactly only to 256 (fp16 to 2048), so a
+    matrix built in them under autocast would mix up the columns of a 480-pixel-wide image."""
+    return torch.float32 if like.dtype in (torch.float16, torch.bfloat16) else like.dtype
 
 
 def resize_matrix(out_len: int, in_len: int, like: Tensor) -> Tensor:
@@ -50,15 +57,16 @@ def resize_matrix(out_len: int, in_len: int, like: Tensor) -> Tensor:
 
     Built from tensor ops only, so it follows dynamic sizes in tracing and ONNX export.
     """
-    y = torch.arange(out_len, device=like.device, dtype=like.dtype)
-    x = torch.arange(in_len, device=like.device, dtype=like.dtype)
+    dtype = _index_dtype(like)
+    y = torch.arange(out_len, device=like.device, dtype=dtype)
+    x = torch.arange(in_len, device=like.device, dtype=dtype)
     src = ((y + 0.5) * (in_len / out_len) - 0.5).clamp(min=0)
     lo = src.floor().clamp(max=in_len - 1)
     hi = (lo + 1).clamp(max=in_len - 1)
     frac = (src - lo)[:, None]
-    at_lo = (x[None, :] == lo[:, None]).to(like.dtype)
-    at_hi = (x[None, :] == hi[:, None]).to(like.dtype)
-    return (1 - frac) * at_lo + frac * at_hi
+    at_lo = (x[None, :] == lo[:, None]).to(dtype)
+    at_hi = (x[None, :] == hi[:, None]).to(dtype)
+    return ((1 - frac) * at_lo + frac * at_hi).to(like.dtype)
 
 
 class BilinearUpsample(nn.Module):

@@ -19,11 +19,10 @@ are printed.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
-from common import machine_summary, table
+from common import machine_summary, race, table
 
 from fcnseg.models import build_model
 from fcnseg.training.feature_cache import frozen_features
@@ -67,17 +66,6 @@ def make_encode(channels_last: bool, batch: int) -> Callable[[], dict]:
     x = torch.rand(batch, 3, H, W, generator=torch.Generator().manual_seed(2))
     x = x.contiguous(memory_format=CL) if channels_last else x
     return lambda: {k: v.contiguous() for k, v in frozen_features(model, "backbone", x).items()}
-
-
-def race(variants: dict[str, Callable], rounds: int) -> dict[str, float]:
-    best: dict[str, float] = {}
-    for r in range(rounds):
-        for name, fn in variants.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in best.items()), flush=True)
-    return best
 
 
 def report(title: str, best: dict[str, float], unit: str) -> None:

@@ -20,13 +20,12 @@ difference of their logits is printed.
 from __future__ import annotations
 
 import argparse
-import time
 import types
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from common import machine_summary, table
+from common import machine_summary, race, table
 
 from fcnseg.models import build_model
 from fcnseg.models.fcn import scaled_size
@@ -92,17 +91,6 @@ def make_finetune_step(fused: bool) -> Callable[[], float]:
 def make_infer(fused: bool, image: torch.Tensor) -> Callable[[], torch.Tensor]:
     model = lite2("none", fused).eval()
     return lambda: model(image)
-
-
-def race(variants: dict[str, Callable], rounds: int) -> dict[str, float]:
-    best: dict[str, float] = {}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
-    print(", ".join(f"{k} {v:.3f}s" for k, v in best.items()), flush=True)
-    return best
 
 
 def main() -> None:

@@ -1,8 +1,10 @@
-"""Shared helpers for the benchmarks: the data they run on, and a printed table."""
+"""Shared helpers for the benchmarks: the data they run on, a round-robin race, a printed table."""
 
 from __future__ import annotations
 
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 DATASET1 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "dataset1"
@@ -81,3 +83,16 @@ def machine_summary(load_only: bool = False) -> str:
             f"load average (1/5/15 min): {load()}",
         ]
     )
+
+
+def race(variants: dict[str, Callable], rounds: int) -> dict[str, float]:
+    """Each variant's best time over ``rounds`` rounds that go round-robin over the variants, so
+    that a change of load hits all alike; the best times so far are printed after each round."""
+    best: dict[str, float] = {}
+    for r in range(rounds):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v:.3f}s" for k, v in best.items()), flush=True)
+    return best

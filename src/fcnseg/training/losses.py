@@ -94,8 +94,8 @@ def lovasz_softmax(logits: Tensor, target: Tensor, ignore_index: int) -> Tensor:
 
     Computed over all valid pixels of the batch together (the paper's ``per_image=False``), so it
     optimises the dataset-level mean IU that is reported, including thin classes. The classes'
-    errors are sorted in one call (rows of a ``(classes, pixels)`` tensor), which spreads over the
-    CPU's threads: the sorts are most of the loss's time.
+    errors are sorted in one call (rows of a ``(classes, pixels)`` tensor), not one per class:
+    the sorts are most of the loss's time.
     """
     c = logits.shape[1]
     prob = F.softmax(logits.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, c)

@@ -38,7 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 5. the inference options (their choices come from the runtimes) and the package's face
     ("inference.options", "inference.__init__"),
     # 6. the two workflows
-    ("evaluation", "training.setup", "training.loop", "training.__init__"),
+    ("evaluation", "training.setup", "training.distill", "training.loop", "training.__init__"),
     # 7. what a user calls: the Python API (and the package root that re-exports it), the app,
     # shipping a model
     ("api", "__init__", "app", "zoo.ship"),

@@ -28,7 +28,7 @@ def train_one_epoch(
     forward: Forward,
     loader: Iterable,
     optimizer: torch.optim.Optimizer,
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    loss_fn: Callable[..., Tensor],
     *,
     backward: Callable[[Tensor], None] = Tensor.backward,
     scheduler: Any = None,
@@ -36,13 +36,16 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """Run one epoch; returns ``{"loss": mean loss, "steps": n}``.
 
+    ``forward(batch)`` gives ``(logits, target, *extra)`` and the loss is
+    ``loss_fn(logits, target, *extra)`` (extra: e.g. a distillation teacher's probabilities).
+
     Raises:
         NonFiniteLossError: when a step's loss is NaN or infinite (nothing is updated by it).
     """
     total, steps = 0.0, 0
     for batch in loader:
-        logits, target = forward(batch)
-        loss = loss_fn(logits, target)
+        logits, target, *extra = forward(batch)
+        loss = loss_fn(logits, target, *extra)
         value = float(loss.detach())
         if not torch.isfinite(torch.tensor(value)):
             raise NonFiniteLossError(_non_finite(value, steps + 1, logits, target))

@@ -18,6 +18,12 @@ from torchvision.transforms.v2 import functional as TF
 AUGMENTS = ("none", "flip", "full", "strong")
 
 
+class SoftTarget(tv_tensors.Mask):
+    """Class probabilities ``(C, H, W)`` uint8 (a teacher's, for distillation), transformed as a
+    mask is (nearest resizing, the same crops and flips) but padded with 0, "no probabilities
+    here", and left uint8 by :func:`to_float` (its per-type choices name ``Mask`` exactly)."""
+
+
 class RandomScale(v2.Transform):
     """Resize image and mask together by a random factor in ``[low, high]`` (mask: nearest)."""
 
@@ -90,7 +96,7 @@ class FocusCrop(v2.Transform):
         if not isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
             return inpt
         if any(params["pad"]):
-            fill = self.fill_mask if isinstance(inpt, tv_tensors.Mask) else 0
+            fill = self.fill_mask if type(inpt) is tv_tensors.Mask else 0
             inpt = TF.pad(inpt, params["pad"], fill=fill)
         return TF.crop(inpt, params["top"], params["left"], self.size, self.size)
 

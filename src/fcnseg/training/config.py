@@ -106,6 +106,20 @@ class TrainConfig:
         high=1,
         metavar="P",
     )
+    distill_from: str | None = opt(
+        None,
+        "teacher checkpoint (or built-in model) for distillation: it segments every training "
+        "image once with test-time augmentation, and the loss adds the KL divergence from its "
+        "probabilities to the model's (needs --augment full or strong)",
+        metavar="CKPT",
+    )
+    distill_weight: float = opt(
+        1.0, "weight of the distillation term in the loss", low=0, metavar="W"
+    )
+    distill_scales: tuple[float, ...] = opt(
+        (0.75, 1.0, 1.25), "the teacher's test-time scales", low=0.1, high=4, metavar="S"
+    )
+    distill_flip: bool = opt(True, "the teacher also segments each scale mirrored")
     norm_eval: bool = opt(
         False, "keep the pretrained layers' BatchNorm statistics fixed while fine-tuning"
     )
@@ -163,6 +177,7 @@ class TrainConfig:
         """Plain types (lists, not tuples), for YAML and checkpoints."""
         d = dataclasses.asdict(self)
         d["scale_range"] = list(self.scale_range)
+        d["distill_scales"] = list(self.distill_scales)
         return d
 
     def to_yaml(self, **extra: Any) -> str:
@@ -214,7 +229,7 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
     return check_value(TrainConfig, f, value, ConfigError)
 
 
-PATH_OPTIONS = ("data", "init_from", "weights_backbone")
+PATH_OPTIONS = ("data", "init_from", "weights_backbone", "distill_from")
 
 
 def absolute_paths(cfg: TrainConfig) -> TrainConfig:
@@ -246,6 +261,11 @@ def _check_together(cfg: TrainConfig, require_paths: bool) -> None:
             raise ConfigError(str(exc)) from exc
     if cfg.rare_crops and cfg.augment not in ("full", "strong"):
         raise ConfigError(f"--rare-crops needs crops: --augment full or strong, not {cfg.augment}")
+    if cfg.distill_from and cfg.augment not in ("full", "strong"):
+        raise ConfigError(
+            f"--distill-from needs --augment full or strong (the teacher's probabilities follow "
+            f"the crops), not {cfg.augment}"
+        )
     if cfg.unfreeze_at is not None and cfg.freeze == "none":
         raise ConfigError("--unfreeze-at needs a frozen part (--freeze features or backbone)")
     if cfg.unfreeze_at is not None and cfg.unfreeze_at > cfg.epochs:

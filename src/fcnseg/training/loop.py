@@ -34,6 +34,7 @@ from fcnseg.progress import progress_bar
 from fcnseg.training import setup
 from fcnseg.training.config import ConfigError, TrainConfig, absolute_paths, resolve
 from fcnseg.training.diagnostics import CollapseWatch
+from fcnseg.training.distill import teacher_probabilities, with_distillation
 from fcnseg.training.feature_cache import FeatureCache, cacheable
 from fcnseg.training.repro import run_info, seed_epoch
 from fcnseg.training.run_folder import CURVES, LAST, PICTURE, Progress, RunFolder, check_target
@@ -140,6 +141,7 @@ def fit(fabric, cfg: TrainConfig, resume: bool) -> TrainResult:
             say(warning)
         if cfg.init_from:
             say(setup.init_from(net, cfg.init_from))
+    soft = _teacher_pass(fabric, cfg, data, say) if cfg.distill_from else None
     folder = RunFolder(cfg.out, writer=main)
     folder.lock()
     try:
@@ -154,7 +156,7 @@ def fit(fabric, cfg: TrainConfig, resume: bool) -> TrainResult:
             load_state(net, ckpt["model"], str(folder.path / "checkpoint_last.pt"))
             info = ckpt.get("run_info", info)
         folder.write_config(cfg.to_yaml(run_info=info))
-        session = Session(fabric, cfg, data, net, loss_fn, progress, ckpt, info)
+        session = Session(fabric, cfg, data, net, loss_fn, progress, ckpt, info, soft)
         stopped = session.train_epochs(folder)
     finally:
         folder.unlock()
@@ -166,6 +168,25 @@ def fit(fabric, cfg: TrainConfig, resume: bool) -> TrainResult:
         folder.path, progress.best_mean_iu, progress.best_epoch, progress.epoch, stopped,
         progress.history,
     )  # fmt: skip
+
+
+def _teacher_pass(fabric, cfg: TrainConfig, data: setup.Data, say) -> list[np.ndarray]:
+    """The distillation teacher's probabilities of the training images (every process makes
+    all of them: its shuffled batches may take any image)."""
+    t0 = time.perf_counter()
+    soft = teacher_probabilities(
+        cfg.distill_from, data.train.samples, data.info, data.train.decoded,
+        scales=cfg.distill_scales, flip=cfg.distill_flip, device=fabric.device,
+        desc="teacher pass" if fabric.is_global_zero else None,
+    )  # fmt: skip
+    mb = sum(p.nbytes for p in soft) / 2**20
+    flips = ", each mirrored" if cfg.distill_flip else ""
+    say(
+        f"teacher pass: {len(soft)} images at scales "
+        f"{' '.join(f'{s:g}' for s in cfg.distill_scales)}{flips}, {mb:.0f} MiB, "
+        f"{time.perf_counter() - t0:.1f}s"
+    )
+    return soft
 
 
 def _printer(main: bool) -> Callable[[str], None]:
@@ -207,8 +228,15 @@ class ShardSampler(Sampler[int]):
 class Session:
     """One process's training objects, and the steps of an epoch."""
 
-    def __init__(self, fabric, cfg, data, net, loss_fn, progress: Progress, ckpt, info) -> None:
+    def __init__(
+        self, fabric, cfg, data, net, loss_fn, progress: Progress, ckpt, info, soft=None
+    ) -> None:
         self.fabric, self.cfg, self.data, self.net, self.loss_fn = fabric, cfg, data, net, loss_fn
+        # With a distillation teacher, training's loss also takes its probabilities (soft);
+        # validation's stays the task loss, comparable with runs without one.
+        self.train_loss = (
+            loss_fn if soft is None else with_distillation(loss_fn, cfg.distill_weight)
+        )
         self.progress, self.run_info = progress, info
         self.say = _printer(fabric.is_global_zero)
         self.mode = freeze_at(cfg, progress.epoch + 1)
@@ -238,6 +266,7 @@ class Session:
                 rare_crops=cfg.rare_crops,
             ),
             data.train.decoded,
+            soft=soft,
         )
         self.val_ds = SegmentationDataset(
             data.val.samples, info_, eval_transform(), data.val.decoded
@@ -318,7 +347,7 @@ class Session:
                 self._train_forward(),
                 train_loader,
                 self.optimizer,
-                self.loss_fn,
+                self.train_loss,
                 backward=self.fabric.backward,
                 scheduler=self.schedule,
                 on_step=on_step,
@@ -396,7 +425,7 @@ class Session:
         model = self.model
         if self.use_cache:
             return lambda b: (model.decode(b[0], tuple(b[1].shape[-2:])), b[1])
-        return lambda b: (model(b[0].contiguous(memory_format=torch.channels_last)), b[1])
+        return lambda b: (model(b[0].contiguous(memory_format=torch.channels_last)), *b[1:])
 
     def _val_forward(self) -> Callable:
         """Validation through the bare model: DDP's forward would synchronise buffers, and the
@@ -472,7 +501,7 @@ class Session:
             f"training {cfg.model} on {d.layout.root} ({len(self.train_ds)} train, "
             f"{len(self.val_ds)} {d.val_split}); freeze={self.mode}: "
             f"{setup.describe_freezing(self.net)}; loss={cfg.loss}; feature cache "
-            f"{'on' if self.use_cache else 'off'}{self._rare_note()}; "
+            f"{'on' if self.use_cache else 'off'}{self._rare_note()}{self._distill_note()}; "
             f"device {self.fabric.device} x{self.fabric.world_size}"
         )
 
@@ -481,6 +510,11 @@ class Session:
             return ""
         names = ", ".join(self.data.info.class_names[k] for k in self.rare)
         return f"; {self.cfg.rare_crops:.0%} of crops centred on a rare class ({names})"
+
+    def _distill_note(self) -> str:
+        if self.train_loss is self.loss_fn:
+            return ""
+        return f"; + {self.cfg.distill_weight:g} x distillation from {self.cfg.distill_from}"
 
     def _report(self, row: dict[str, float], improved: bool, cm: np.ndarray) -> None:
         val_loss = "" if math.isnan(row["val_loss"]) else f"  val loss {row['val_loss']:.4f}"

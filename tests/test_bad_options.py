@@ -18,7 +18,7 @@ from fcnseg.training.config import TrainConfig, flag
 
 # Options that cannot take a bad value (switches), or only name other options' values.
 NO_BAD_VALUE = {"--help", "--version", "--summary", "--tta-flip", "--skip-bad", "--norm-eval",
-                "--tensorboard", "--save-frames"}  # fmt: skip
+                "--distill-flip", "--tensorboard", "--save-frames"}  # fmt: skip
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:

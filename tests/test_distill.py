@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from fcnseg.cli import main
 from fcnseg.data.transforms import SoftTarget, train_transform
 from fcnseg.errors import FcnsegError
 from fcnseg.training import config_from
-from fcnseg.training.distill import distillation_loss, quantize
+from fcnseg.training.distill import check_room, distillation_loss, quantize
 
 IGNORE = 9
 
@@ -119,4 +120,9 @@ def test_bad_teachers_stop_with_one_line(tiny_data: Path, tmp_path: Path, capsys
     with pytest.raises(FcnsegError, match="distill-from needs --augment full or strong"):
         config_from(data="d", out="o", distill_from="t.pt", augment="flip")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    # 12 classes of 100 images of 360x480 take 207 MB: refused with less than twice that.
+    sizes = Counter({(360, 480): 100})
+    assert check_room(sizes, 12, memory=2**30) == 12 * 360 * 480 * 100
+    with pytest.raises(FcnsegError, match=r"would take 0\.2 GiB of RAM .* half of this machine's"):
+        check_room(sizes, 12, memory=300 * 2**20)
     assert np.array_equal(quantize(np.array([0.0, 0.5, 1.0, 1.2])), [0, 128, 255, 255])

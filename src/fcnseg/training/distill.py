@@ -15,6 +15,8 @@ backend it gives the same probabilities.
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,6 +41,28 @@ LEVELS = 255  # uint8 probabilities: p = value / LEVELS (then renormalised per p
 def quantize(prob: np.ndarray) -> np.ndarray:
     """Probabilities in [0, 1] -> uint8 levels (``round(p * 255)``)."""
     return np.rint(np.clip(prob, 0.0, 1.0) * LEVELS).astype(np.uint8)
+
+
+def check_room(sizes: Counter, classes: int, memory: int | None = None) -> int:
+    """The bytes the teacher's probabilities of images of ``sizes`` (``{(H, W): count}``) will
+    take; FcnsegError when that is more than half of ``memory`` (default: this machine's RAM)."""
+    need = classes * sum(h * w * n for (h, w), n in sizes.items())
+    memory = memory if memory is not None else _physical_memory()
+    if memory and need > memory // 2:
+        raise FcnsegError(
+            f"--distill-from: the teacher's probabilities of the training images would take "
+            f"{need / 2**30:.1f} GiB of RAM ({classes} classes x their pixels, a byte each), more "
+            f"than half of this machine's {memory / 2**30:.1f} GiB; train on smaller images "
+            f"(resize the dataset) or without --distill-from"
+        )
+    return need
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not on this platform: no check
+        return None
 
 
 @torch.no_grad()

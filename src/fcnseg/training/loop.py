@@ -34,7 +34,7 @@ from fcnseg.progress import progress_bar
 from fcnseg.training import setup
 from fcnseg.training.config import ConfigError, TrainConfig, absolute_paths, resolve
 from fcnseg.training.diagnostics import CollapseWatch
-from fcnseg.training.distill import teacher_probabilities, with_distillation
+from fcnseg.training.distill import check_room, teacher_probabilities, with_distillation
 from fcnseg.training.feature_cache import FeatureCache, cacheable
 from fcnseg.training.repro import run_info, seed_epoch
 from fcnseg.training.run_folder import CURVES, LAST, PICTURE, Progress, RunFolder, check_target
@@ -173,6 +173,7 @@ def fit(fabric, cfg: TrainConfig, resume: bool) -> TrainResult:
 def _teacher_pass(fabric, cfg: TrainConfig, data: setup.Data, say) -> list[np.ndarray]:
     """The distillation teacher's probabilities of the training images (every process makes
     all of them: its shuffled batches may take any image)."""
+    check_room(data.train.sizes, data.info.num_classes)
     t0 = time.perf_counter()
     soft = teacher_probabilities(
         cfg.distill_from, data.train.samples, data.info, data.train.decoded,

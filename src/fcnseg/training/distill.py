@@ -5,12 +5,12 @@ image with test-time augmentation (several scales, each mirrored; its probabilit
 once, at the start of the run. The student then learns from the labels as before plus, with
 weight ``distill_weight``, the KL divergence from the teacher's probabilities to its own, on every
 pixel the teacher saw (void pixels too, not the crop's padding). The teacher's probabilities ride
-through the same random scale, crop and flip as the mask (:class:`fcnseg.data.transforms.SoftTarget`), so they stay
-aligned with the pixels they describe.
+through the same random scale, crop and flip as the mask
+(:class:`fcnseg.data.transforms.SoftTarget`), so they stay aligned with the pixels they describe.
 
-They are kept in RAM as uint8 (probability x 255): ``classes x H x W`` bytes per image, 2 MB for
-a 360x480 image of 12 classes. The pass is repeated when a run resumes; on the same machine and
-backend it gives the same probabilities.
+They are kept in RAM as uint8 (probability x 255): ``classes x H x W`` bytes per image, 1.8 MiB
+for a 360x480 image of dataset1's 11 classes. The pass is repeated when a run resumes; on the
+same machine and backend it gives the same probabilities.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def teacher_probabilities(
             pair = decoded[i] if decoded is not None else None
             if pair is None:
                 pair = decode_pair(sample, info)
-            image = to_tensor(pair.image).to(device)
+            image = to_tensor(pair.image)  # the model's device: predict_probabilities moves it
             prob = predict_probabilities(model, image, scales=scales, flip=flip, size=size)
             out.append(quantize(prob))
             bar.update(1)

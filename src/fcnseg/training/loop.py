@@ -513,7 +513,7 @@ class Session:
         return f"; {self.cfg.rare_crops:.0%} of crops centred on a rare class ({names})"
 
     def _distill_note(self) -> str:
-        if self.train_loss is self.loss_fn:
+        if not self.cfg.distill_from:
             return ""
         return f"; + {self.cfg.distill_weight:g} x distillation from {self.cfg.distill_from}"
 

@@ -84,6 +84,28 @@ def test_every_loss_trains(tiny_data: Path, tmp_path: Path, loss: str) -> None:
     assert 0 <= float(row["mean_iu"]) <= 1 and float(row["train_loss"]) == float(row["train_loss"])
 
 
+def test_a_run_prints_the_class_weights_its_loss_uses(
+    tiny_data: Path, tmp_path: Path, capsys
+) -> None:
+    assert main(train_args(tiny_data, tmp_path / "plain", "--epochs", "1")) == 0
+    assert "class weights" not in capsys.readouterr().out
+    run = tmp_path / "run"
+    assert main(train_args(tiny_data, run, "--epochs", "1", "--class-weights", "median-freq")) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("class weights:")]
+    assert len(lines) == 1
+    weights = dict(part.rsplit(" ", 1) for part in lines[0].split(": ", 1)[1].split(", "))
+    assert list(weights) == ["background", "disk", "box", "bar"]
+    # median frequency: the background, on every pixel of every image, weighs least
+    assert float(weights["background"]) < 1 < max(float(w) for w in weights.values())
+    assert (
+        main(
+            train_args(tiny_data, tmp_path / "own", "--epochs", "1", "--class-weights", "1,2,0.5,3")
+        )
+        == 0
+    )
+    assert "class weights: background 1, disk 2, box 0.5, bar 3" in capsys.readouterr().out
+
+
 def test_existing_run_is_not_overwritten(tiny_data: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     assert main(train_args(tiny_data, run, "--epochs", "1")) == 0

@@ -136,6 +136,8 @@ def fit(fabric, cfg: TrainConfig, resume: bool) -> TrainResult:
     data = setup.load_data(cfg, say, progress=main)
     net = setup.build_run_model(cfg, data.info)
     loss_fn = setup.make_loss(cfg, data)
+    if (weights := setup.class_weights(cfg, data)) is not None:
+        say(setup.describe_class_weights(weights, data.info.class_names))
     if not resume:
         if warning := setup.random_frozen_warning(cfg):
             say(warning)

@@ -8,7 +8,7 @@ run with one line and nothing left behind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -105,16 +105,29 @@ def init_from(model: nn.Module, path: str) -> str:
     return f"initialised {len(matched)}/{len(own)} tensors from {path} ({ckpt['arch']['name']})"
 
 
-def make_loss(cfg: TrainConfig, data: Data) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The loss on logits, with class weights (``median-freq`` counts the training masks)."""
+def class_weights(cfg: TrainConfig, data: Data) -> list[float] | None:
+    """``--class-weights`` as one number per class (``median-freq`` counts the training masks)."""
     try:
         weights = parse_class_weights(cfg.class_weights, data.info.num_classes)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     if weights == "median-freq":
         weights = median_frequency_weights(data.train).tolist()
-    class_weights = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
-    return build_loss(cfg.loss, data.info.ignore_index, class_weights)
+    return weights
+
+
+def describe_class_weights(weights: list[float], class_names: Sequence[str]) -> str:
+    """The line a run prints about its class weights: each class's, as the loss uses them."""
+    return "class weights: " + ", ".join(
+        f"{name} {w:.2g}" for name, w in zip(class_names, weights, strict=True)
+    )
+
+
+def make_loss(cfg: TrainConfig, data: Data) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss on logits, with ``--class-weights``."""
+    weights = class_weights(cfg, data)
+    tensor = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
+    return build_loss(cfg.loss, data.info.ignore_index, tensor)
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

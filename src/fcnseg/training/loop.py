@@ -135,9 +135,10 @@ def fit(fabric, cfg: TrainConfig, resume: bool) -> TrainResult:
         )
     data = setup.load_data(cfg, say, progress=main)
     net = setup.build_run_model(cfg, data.info)
-    loss_fn = setup.make_loss(cfg, data)
-    if (weights := setup.class_weights(cfg, data)) is not None:
+    weights = setup.class_weights(cfg, data)
+    if weights is not None:
         say(setup.describe_class_weights(weights, data.info.class_names))
+    loss_fn = setup.make_loss(cfg, data, weights)
     if not resume:
         if warning := setup.random_frozen_warning(cfg):
             say(warning)

@@ -123,9 +123,10 @@ def describe_class_weights(weights: list[float], class_names: Sequence[str]) -> 
     )
 
 
-def make_loss(cfg: TrainConfig, data: Data) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The loss on logits, with ``--class-weights``."""
-    weights = class_weights(cfg, data)
+def make_loss(
+    cfg: TrainConfig, data: Data, weights: list[float] | None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss on logits, with the class weights of :func:`class_weights`."""
     tensor = torch.tensor(weights, dtype=torch.float32) if weights is not None else None
     return build_loss(cfg.loss, data.info.ignore_index, tensor)
 

@@ -40,6 +40,7 @@ def _train_cases() -> list[tuple[str, list[str]]]:
         "strategy": [["telepathy"]],
         "dropout": [["0.5"]],  # a VGG16 option on a model without fc6/fc7 (see _train_argv)
         "head_channels": [["16"]],  # not an option of fcn8s_vgg16
+        "average_from": [["0"], ["x"], ["nan"], ["99"]],  # 99: after the last epoch
         "description": [],
     }
     cases = []

@@ -106,6 +106,46 @@ def test_a_run_prints_the_class_weights_its_loss_uses(
     assert "class weights: background 1, disk 2, box 0.5, bar 3" in capsys.readouterr().out
 
 
+def test_average_from_averages_the_epochs_weights_and_resumes_the_average(
+    tiny_data: Path, tmp_path: Path, capsys
+) -> None:
+    """--average-from 2 of 3 epochs: the checkpoint holds the mean of the weights after epochs 2
+    and 3, training itself is undisturbed, and a run resumed after epoch 2 ends the same."""
+    # A constant rate: epochs 1-2 of a 2- and of a 3-epoch run are the same.
+    flags = ("--lr-schedule", "constant", "--num-vis", "0")
+    weights = {}
+    for name, extra in {
+        "two": ("--epochs", "2"),
+        "three": ("--epochs", "3"),
+        "averaged": ("--epochs", "3", "--average-from", "2"),
+        "resumed": ("--epochs", "2", "--average-from", "2"),
+    }.items():
+        assert main(train_args(tiny_data, tmp_path / name, *flags, *extra)) == 0
+        weights[name] = load_checkpoint(tmp_path / name / "checkpoint_last.pt")
+    assert "weights averaged over epochs 2-3" in capsys.readouterr().out
+    assert main(["train", "--resume", str(tmp_path / "resumed"), "--epochs", "3"]) == 0
+    resumed = load_checkpoint(tmp_path / "resumed" / "checkpoint_last.pt")
+    two, three, averaged = (weights[k] for k in ("two", "three", "averaged"))
+    assert averaged["averaged_epochs"] == resumed["averaged_epochs"] == 2
+    floats = [k for k, v in three["model"].items() if v.is_floating_point()]
+    moved = 0
+    for k in floats:
+        torch.testing.assert_close(averaged["training_weights"][k], three["model"][k])
+        mean = (two["model"][k] + three["model"][k]) / 2
+        torch.testing.assert_close(averaged["model"][k], mean)
+        torch.testing.assert_close(resumed["model"][k], averaged["model"][k])
+        torch.testing.assert_close(resumed["training_weights"][k], three["model"][k])
+        moved += not torch.equal(two["model"][k], three["model"][k])
+    assert moved >= 6, "fc6/fc7 and the head learn in epoch 3: the average is no copy of either"
+    # Validation ran on the average: epoch 2 (an average of one) validates as the plain run's
+    # epoch 2, epoch 3 not as its epoch 3.
+    plain, mean_run = _rows(tmp_path / "three"), _rows(tmp_path / "averaged")
+    assert mean_run[1]["val_loss"] == plain[1]["val_loss"]
+    assert mean_run[2]["val_loss"] != plain[2]["val_loss"]
+    # The resume record stays in checkpoint_last.pt; checkpoint_best.pt is a plain model.
+    assert "training_weights" not in load_checkpoint(tmp_path / "averaged" / "checkpoint_best.pt")
+
+
 def test_existing_run_is_not_overwritten(tiny_data: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     assert main(train_args(tiny_data, run, "--epochs", "1")) == 0

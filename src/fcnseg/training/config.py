@@ -120,6 +120,13 @@ class TrainConfig:
         (0.75, 1.0, 1.25), "the teacher's test-time scales", low=0.1, high=4, metavar="S"
     )
     distill_flip: bool = opt(True, "the teacher also segments each scale mirrored")
+    average_from: int | None = opt(
+        None,
+        "from this epoch on, the weights at the end of each epoch are averaged (stochastic "
+        "weight averaging); validation, the checkpoints and the result are the average",
+        low=1,
+        metavar="EPOCH",
+    )
     norm_eval: bool = opt(
         False, "keep the pretrained layers' BatchNorm statistics fixed while fine-tuning"
     )
@@ -268,6 +275,10 @@ def _check_together(cfg: TrainConfig, require_paths: bool) -> None:
         )
     if cfg.unfreeze_at is not None and cfg.freeze == "none":
         raise ConfigError("--unfreeze-at needs a frozen part (--freeze features or backbone)")
+    if cfg.average_from is not None and cfg.average_from > cfg.epochs:
+        raise ConfigError(
+            f"--average-from {cfg.average_from} is after the last epoch ({cfg.epochs})"
+        )
     if cfg.unfreeze_at is not None and cfg.unfreeze_at > cfg.epochs:
         raise ConfigError(f"--unfreeze-at {cfg.unfreeze_at} is after the last epoch ({cfg.epochs})")
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
@@ -37,7 +38,16 @@ from fcnseg.training.diagnostics import CollapseWatch
 from fcnseg.training.distill import check_room, teacher_probabilities, with_distillation
 from fcnseg.training.feature_cache import FeatureCache, cacheable
 from fcnseg.training.repro import run_info, seed_epoch
-from fcnseg.training.run_folder import CURVES, LAST, PICTURE, Progress, RunFolder, check_target
+from fcnseg.training.run_folder import (
+    AVERAGED,
+    CURVES,
+    LAST,
+    PICTURE,
+    TRAINING_WEIGHTS,
+    Progress,
+    RunFolder,
+    check_target,
+)
 from fcnseg.training.schedule import LRSchedule
 
 
@@ -155,8 +165,9 @@ def fit(fabric, cfg: TrainConfig, resume: bool) -> TrainResult:
             "val_split": data.val_split,
         }
         info = run_info(net, dataset)
-        if ckpt is not None:
-            load_state(net, ckpt["model"], str(folder.path / "checkpoint_last.pt"))
+        if ckpt is not None:  # with --average-from, "model" is the average: Session loads it
+            weights = ckpt.get(TRAINING_WEIGHTS, ckpt["model"])
+            load_state(net, weights, str(folder.path / "checkpoint_last.pt"))
             info = ckpt.get("run_info", info)
         folder.write_config(cfg.to_yaml(run_info=info))
         session = Session(fabric, cfg, data, net, loss_fn, progress, ckpt, info, soft)
@@ -256,6 +267,7 @@ class Session:
         self.model, self.optimizer = fabric.setup(net, setup.make_optimizer(cfg, net))
         if hasattr(self.model, "mark_forward_method"):  # decode() runs through DDP when cached
             self.model.mark_forward_method("decode")
+        self.average = self._average(ckpt)
         info_ = data.info
         self.rare = rare_classes(data.train) if cfg.rare_crops else ()  # crops: config checks
         self.train_ds = SegmentationDataset(
@@ -306,7 +318,7 @@ class Session:
             row, cm = self.run_epoch(epoch)
             improved = progress.record(row)
             folder.commit(
-                self.net,
+                self._validated(),
                 self.data.info,
                 progress,
                 improved,
@@ -317,7 +329,7 @@ class Session:
                 working_size=self.data.train.median_long_side,
                 config=cfg.to_dict(),
                 run_info=self.run_info,
-                last_only={PICTURE: self.picture},
+                last_only={PICTURE: self.picture, **self._average_record()},
             )
             self.draw(folder)
             self.fabric.log_dict({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
@@ -356,6 +368,8 @@ class Session:
                 scheduler=self.schedule,
                 on_step=on_step,
             )
+        if self.average is not None and epoch >= cfg.average_from:
+            self.average.update_parameters(self.net)
         self.model.eval()
         kept, keep = self._picture_keeper(len(val_ds))
         result = evaluate(
@@ -434,7 +448,8 @@ class Session:
     def _val_forward(self) -> Callable:
         """Validation through the bare model: DDP's forward would synchronise buffers, and the
         processes may run different numbers of batches here."""
-        net, autocast = self.net, self.fabric.autocast
+        net, autocast = self._validated(), self.fabric.autocast
+        net.eval()
 
         def forward(batch):
             x, target = batch
@@ -446,6 +461,31 @@ class Session:
             return out, target
 
         return forward
+
+    def _average(self, ckpt: dict[str, Any] | None) -> AveragedModel | None:
+        """The running average of the epochs' weights (``--average-from``), restored on resume.
+
+        Buffers are not averaged: they follow the trained model (with ``norm_eval`` the
+        pretrained BatchNorm statistics do not change, so the average is exact)."""
+        if self.cfg.average_from is None:
+            return None
+        average = AveragedModel(self.net)
+        if ckpt is not None and TRAINING_WEIGHTS in ckpt:
+            load_state(average.module, ckpt["model"], "the run's weight average")
+            average.n_averaged.fill_(int(ckpt[AVERAGED]))
+        return average
+
+    def _validated(self) -> nn.Module:
+        """What validation runs and the checkpoints hold: the weight average once it has begun."""
+        if self.average is not None and int(self.average.n_averaged):
+            return self.average.module
+        return self.net
+
+    def _average_record(self) -> dict[str, Any]:
+        """For the commit record: the weights that train on, when the checkpoint holds an average."""
+        if self._validated() is self.net:
+            return {}
+        return {TRAINING_WEIGHTS: self.net.state_dict(), AVERAGED: int(self.average.n_averaged)}
 
     def _picture_keeper(self, length: int) -> tuple[dict[int, torch.Tensor], Callable]:
         """A dict, and the ``on_pred`` that fills it with the labels of the picture's images.
@@ -505,7 +545,8 @@ class Session:
             f"training {cfg.model} on {d.layout.root} ({len(self.train_ds)} train, "
             f"{len(self.val_ds)} {d.val_split}); freeze={self.mode}: "
             f"{setup.describe_freezing(self.net)}; loss={cfg.loss}; feature cache "
-            f"{'on' if self.use_cache else 'off'}{self._rare_note()}{self._distill_note()}; "
+            f"{'on' if self.use_cache else 'off'}{self._rare_note()}{self._distill_note()}"
+            f"{self._average_note()}; "
             f"device {self.fabric.device} x{self.fabric.world_size}"
         )
 
@@ -519,6 +560,11 @@ class Session:
         if not self.cfg.distill_from:
             return ""
         return f"; + {self.cfg.distill_weight:g} x distillation from {self.cfg.distill_from}"
+
+    def _average_note(self) -> str:
+        if self.cfg.average_from is None:
+            return ""
+        return f"; weights averaged over epochs {self.cfg.average_from}-{self.cfg.epochs}"
 
     def _report(self, row: dict[str, float], improved: bool, cm: np.ndarray) -> None:
         val_loss = "" if math.isnan(row["val_loss"]) else f"  val loss {row['val_loss']:.4f}"

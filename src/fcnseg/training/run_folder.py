@@ -43,6 +43,10 @@ METRICS = "metrics.csv"
 CURVES = "curves.png"
 LOCK = ".lock"
 PICTURE = "picture_labels"  # checkpoint_last.pt: {val index: (H, W) uint8 labels} for img/
+# checkpoint_last.pt of a run that averages its weights (--average-from): "model" is the average;
+# these are the weights that train on, and how many epochs' weights the average holds.
+TRAINING_WEIGHTS = "training_weights"
+AVERAGED = "averaged_epochs"
 METRIC_COLUMNS = [
     "epoch",
     "train_loss",

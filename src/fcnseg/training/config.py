@@ -275,12 +275,12 @@ def _check_together(cfg: TrainConfig, require_paths: bool) -> None:
         )
     if cfg.unfreeze_at is not None and cfg.freeze == "none":
         raise ConfigError("--unfreeze-at needs a frozen part (--freeze features or backbone)")
+    if cfg.unfreeze_at is not None and cfg.unfreeze_at > cfg.epochs:
+        raise ConfigError(f"--unfreeze-at {cfg.unfreeze_at} is after the last epoch ({cfg.epochs})")
     if cfg.average_from is not None and cfg.average_from > cfg.epochs:
         raise ConfigError(
             f"--average-from {cfg.average_from} is after the last epoch ({cfg.epochs})"
         )
-    if cfg.unfreeze_at is not None and cfg.unfreeze_at > cfg.epochs:
-        raise ConfigError(f"--unfreeze-at {cfg.unfreeze_at} is after the last epoch ({cfg.epochs})")
 
 
 # -- recipes (YAML) ----------------------------------------------------------------------------

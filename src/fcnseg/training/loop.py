@@ -449,7 +449,6 @@ class Session:
         """Validation through the bare model: DDP's forward would synchronise buffers, and the
         processes may run different numbers of batches here."""
         net, autocast = self._validated(), self.fabric.autocast
-        net.eval()
 
         def forward(batch):
             x, target = batch
@@ -470,6 +469,7 @@ class Session:
         if self.cfg.average_from is None:
             return None
         average = AveragedModel(self.net)
+        average.module.eval()  # it only validates; training's train() calls never reach it
         if ckpt is not None and TRAINING_WEIGHTS in ckpt:
             load_state(average.module, ckpt["model"], "the run's weight average")
             average.n_averaged.fill_(int(ckpt[AVERAGED]))

@@ -121,7 +121,9 @@ def _orientation(frame: Any, stream: Any) -> Orientation:
     """How the player turns this stream's frames: the display matrix a decoded frame carries
     (phones, and FFmpeg for any container that has one), else a ``rotate`` tag (degrees
     clockwise, as older tools wrote it into MKV and MP4 tags), else upright."""
-    for side in frame.side_data:
+    sides = frame.side_data
+    for entry in sides:
+        side = entry if hasattr(entry, "type") else sides[entry]  # PyAV >= 18.1.1 yields keys
         if getattr(side.type, "name", "") == "DISPLAYMATRIX":
             m = np.frombuffer(bytes(side), dtype=np.int32)[[0, 1, 3, 4]].astype(np.float64)
             a, b, c, d = (int(v) for v in np.rint(m / (np.abs(m).max() or 1)))
